@@ -34,6 +34,8 @@ from typing import Any
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from machine import cpu_model  # benchmarks/machine.py, beside this script
+
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 HEADER = """# Benchmark results
 
@@ -41,16 +43,6 @@ Measured numbers, newest last; each section says on what machine, with which com
 Produced by the scripts in this folder (e.g. `python benchmarks/trained_vs_random.py --seeds 0 1`).
 """
 METRICS = (("linear_seg", "miou"), ("kmeans_seg", "miou"))
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def metric_values(evaluations: list[Any]) -> dict[str, float]:

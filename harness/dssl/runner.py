@@ -23,6 +23,7 @@ from dssl.config import RunConfig, resolve_backbone_entry
 from dssl.errors import ConfigError, DsslError, RunFailedError
 from dssl.host import PluginHost
 from dssl.results import EvaluationResult, RunInfo, RunResults
+from dssl.tracking.leaderboard import METHOD_TAG
 
 
 @dataclass
@@ -261,8 +262,10 @@ def _start_logging(tracker: Any, built: BuiltRun, run_dir: Path) -> None:
 
     config = built.config
     tracker.log_params(run_params(config))
+    method = getattr(built.objective, "method_label", "") or config.objective.name
     tracker.set_tags(
-        environment_tags(device=str(built.device), plugins=built.plugins) | {"dssl.init": built.init_report[:500]}
+        environment_tags(device=str(built.device), plugins=built.plugins)
+        | {"dssl.init": built.init_report[:500], METHOD_TAG: method}
     )
     tracker.log_dict(config.to_dict(), "config.yaml")
     import yaml

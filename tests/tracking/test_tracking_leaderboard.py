@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from dssl.results import EvaluationResult, MetricValue
 from dssl.tracking.leaderboard import (
+    METHOD_TAG,
     LeaderboardRow,
     collect_rows,
     filter_rows,
@@ -72,9 +73,10 @@ def _run(
     evaluations: list[EvaluationResult],
     fail: bool = False,
     params: bool = True,
+    tags: dict[str, str] | None = None,
 ) -> None:
     try:
-        with MlflowTracker(tracking_uri=uri, experiment=experiment) as run:
+        with MlflowTracker(tracking_uri=uri, experiment=experiment, tags=tags) as run:
             if params:
                 run.log_params({"objective": objective, "backbone": "vit_t16", "dataset": "voc", "seed": seed})
             run.log_metrics({"train/loss": 1.0}, step=0)
@@ -288,3 +290,16 @@ def test_diagnostics_are_not_ranked_unless_asked(tracking_uri: str) -> None:
     assert [r.metric for r in ranked] == ["knn/top1_k20"]
     everything = collect_rows(tracking_uri=tracking_uri, experiment=experiment, diagnostics=True)
     assert sorted(r.metric for r in everything) == ["dse/dse", "knn/top1_k20"]
+
+
+def test_a_tagged_method_variant_is_its_own_row(tracking_uri: str) -> None:
+    experiment = f"variant-{uuid.uuid4().hex[:8]}"
+    for seed in (0, 1):
+        evaluations = [_evaluation("linear_seg", 1, "miou", 40.0 + seed)]
+        _run(tracking_uri, experiment, objective="cotap", seed=seed, evaluations=evaluations)
+        evaluations = [_evaluation("linear_seg", 1, "miou", 50.0 + seed)]
+        tags = {METHOD_TAG: "cotap+oaf"}
+        _run(tracking_uri, experiment, objective="cotap", seed=seed, evaluations=evaluations, tags=tags)
+    rows = collect_rows(tracking_uri=tracking_uri, experiment=experiment)
+    by_method = {r.objective: (r.mean, r.n_seeds) for r in rows}
+    assert by_method == {"cotap": (40.5, 2), "cotap+oaf": (50.5, 2)}

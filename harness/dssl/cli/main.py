@@ -47,6 +47,7 @@ def cli(ctx: click.Context, strict_plugins: bool, disabled: tuple[str, ...], deb
     \b
     Quick start (CPU, embedded data, no downloads):
       dssl bench --objective dino --backbone vit_t16
+      dssl grid benchmarks/cpu-smoke.yaml
       dssl leaderboard
     """
     ctx.ensure_object(dict)
@@ -55,11 +56,12 @@ def cli(ctx: click.Context, strict_plugins: bool, disabled: tuple[str, ...], deb
 
 def _register_commands() -> None:
     from dssl.cli.bench_cmd import bench
+    from dssl.cli.grid_cmd import grid
     from dssl.cli.leaderboard_cmd import leaderboard, ui
     from dssl.cli.new_plugin_cmd import new_plugin
     from dssl.cli.plugins_cmd import plugins
 
-    for command in (plugins, bench, leaderboard, ui, new_plugin):
+    for command in (plugins, bench, grid, leaderboard, ui, new_plugin):
         cli.add_command(command)
 
 

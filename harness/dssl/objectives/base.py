@@ -120,6 +120,13 @@ class Objective(nn.Module):
             return cls.options_class.model_validate(dict(options))
         return options
 
+    @property
+    def method_label(self) -> str:
+        """The method's name on leaderboards; a variant that is a different method says so (CoTAP + OAF:
+        ``"cotap+oaf"``). Default: the objective's registered name, which the runner passes when it is not
+        overridden, so this returns ``""`` here."""
+        return ""
+
     @classmethod
     def extra_tokens(cls, options: Any) -> int:
         """Number of extra learnable prefix tokens the backbone must provide (UDI: 1). Default 0."""

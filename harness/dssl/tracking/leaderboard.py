@@ -30,6 +30,8 @@ Direction = Literal["higher", "lower"]
 Format = Literal["table", "markdown", "csv", "json"]
 
 _SEARCH_PAGE = 1000
+#: Run tag naming the method when a variant of an objective is its own method (e.g. ``cotap+oaf``).
+METHOD_TAG = "dssl.method"
 _REFERENCE_KEYS = ("method", "backbone", "dataset", "protocol", "metric", "value")
 _CSV_FIELDS = (
     "rank",
@@ -145,7 +147,8 @@ def collect_rows(
     directions: dict[tuple[str, ...], Direction] = {}
     for run in _finished_runs(client, experiment_ids):
         params, tags, metrics = run.data.params, run.data.tags, run.data.metrics
-        objective, backbone = params.get("objective"), params.get("backbone")
+        # A variant that is its own method (cotap+oaf) is tagged as such; the objective param is the fallback.
+        objective, backbone = tags.get(METHOD_TAG) or params.get("objective"), params.get("backbone")
         if not objective or not backbone:
             continue  # not a benchmark run (e.g. the parent of a sweep)
         train_dataset = params.get("dataset")

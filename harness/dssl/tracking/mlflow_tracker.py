@@ -18,6 +18,10 @@ Naming scheme in MLflow:
 * artifacts: ``evaluations/<evaluator>.json`` (the full evaluation result, settings included),
   ``results.json`` (:class:`~dssl.results.RunResults`), ``traceback.txt`` after a failure, plus whatever
   the caller logs (e.g. ``config.yaml``).
+
+Nesting: a tracker created without ``parent_run_id`` nests under the run named by :func:`nested_runs`
+(in this process) or by ``$DSSL_PARENT_RUN_ID`` (for subprocesses), and adds the tags given there or in
+``$DSSL_RUN_TAGS`` (a JSON object). ``dssl grid`` uses this to make each cell a child of the grid's run.
 """
 
 from __future__ import annotations
@@ -34,7 +38,9 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -64,6 +70,55 @@ _MAX_PARAMS_TAGS_PER_BATCH = 100
 _GIT_TIMEOUT_S = 5.0
 # The portable subset of MLflow's key alphabet (colons are rejected on Windows).
 _BAD_KEY_CHARS = re.compile(r"[^\w./\- ]")
+
+#: Environment variable naming the parent run of trackers created without ``parent_run_id``.
+PARENT_RUN_ENV = "DSSL_PARENT_RUN_ID"
+#: Environment variable with extra tags (a JSON object) for trackers created in this process.
+RUN_TAGS_ENV = "DSSL_RUN_TAGS"
+
+_RUN_DEFAULTS: ContextVar[tuple[str | None, dict[str, str]] | None] = ContextVar("dssl_run_defaults", default=None)
+
+
+@contextmanager
+def nested_runs(parent_run_id: str | None, tags: Mapping[str, str] | None = None) -> Iterator[None]:
+    """Within the block, trackers created without ``parent_run_id`` nest under ``parent_run_id`` and get ``tags``.
+
+    Args:
+        parent_run_id: The MLflow run the new runs become children of (``None``: no nesting).
+        tags: Tags added to every run created in the block (explicit tags of a tracker win).
+
+    Example:
+        >>> with nested_runs("0123abcd", {"dssl.grid": "cpu-smoke"}):  # doctest: +SKIP
+        ...     dssl.api.run(config)  # its run is a child of 0123abcd
+    """
+    token = _RUN_DEFAULTS.set((parent_run_id, {str(k): str(v) for k, v in (tags or {}).items()}))
+    try:
+        yield
+    finally:
+        _RUN_DEFAULTS.reset(token)
+
+
+def run_defaults() -> tuple[str | None, dict[str, str]]:
+    """The parent run id and extra tags new trackers get: from :func:`nested_runs`, else the environment.
+
+    Returns:
+        ``(parent_run_id, tags)``; ``(None, {})`` when nothing is configured.
+    """
+    current = _RUN_DEFAULTS.get()
+    if current is not None:
+        return current[0], dict(current[1])
+    parent = os.environ.get(PARENT_RUN_ENV) or None
+    raw = os.environ.get(RUN_TAGS_ENV)
+    tags: dict[str, str] = {}
+    if raw:
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError:
+            raise UsageError(f"${RUN_TAGS_ENV} is not a JSON object: {raw[:80]!r}") from None
+        if not isinstance(data, dict):
+            raise UsageError(f"${RUN_TAGS_ENV} is not a JSON object: {raw[:80]!r}")
+        tags = {str(k): str(v) for k, v in data.items()}
+    return parent, tags
 
 
 def default_tracking_uri(cwd: Path | None = None) -> str:
@@ -147,8 +202,10 @@ class MlflowTracker:
         tracking_uri: MLflow tracking URI; :func:`default_tracking_uri` when ``None``.
         experiment: Experiment name; created on first use.
         run_name: Display name of the run; MLflow invents one when ``None``.
-        parent_run_id: Nest this run under another (e.g. one seed of a sweep).
-        tags: Tags set when the run is created.
+        parent_run_id: Nest this run under another (e.g. one cell of a grid); default: the one
+            configured by :func:`nested_runs` or ``$DSSL_PARENT_RUN_ID``, if any.
+        tags: Tags set when the run is created, on top of those of :func:`nested_runs` /
+            ``$DSSL_RUN_TAGS``.
 
     Example:
         >>> with MlflowTracker(experiment="dssl", run_name="dino-s0") as run:  # doctest: +SKIP
@@ -168,8 +225,9 @@ class MlflowTracker:
         self.tracking_uri = tracking_uri or default_tracking_uri()
         self.experiment = experiment
         self.run_name = run_name
-        self.parent_run_id = parent_run_id
-        self._initial_tags = dict(tags or {})
+        default_parent, default_tags = run_defaults()
+        self.parent_run_id = parent_run_id or default_parent
+        self._initial_tags = default_tags | dict(tags or {})
         self.client: MlflowClient | None = None
         self.experiment_id: str | None = None
         self._run_id: str | None = None

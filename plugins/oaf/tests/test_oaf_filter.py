@@ -135,3 +135,8 @@ def test_cotap_conformance_with_oaf(monkeypatch):
     if patched is entry:
         monkeypatch.setitem(entry.metadata, "test_options", metadata["test_options"])
     check_component(patched)
+
+
+def test_oaf_cotap_is_its_own_method_on_leaderboards() -> None:
+    assert _objective().method_label == "cotap+oaf"
+    assert _objective(filter="identity", filter_options={}).method_label == "cotap"

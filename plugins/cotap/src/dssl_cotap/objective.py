@@ -92,6 +92,11 @@ class CoTAPObjective(DINOObjective):
             chunk_size=o.chunk_size,
         )
 
+    @property
+    def method_label(self) -> str:
+        """``cotap`` or, with a patch filter, ``cotap+<filter>`` (``cotap+oaf``): different methods on a leaderboard."""
+        return "cotap" if self.options.filter == "identity" else f"cotap+{self.options.filter}"
+
     def _student(self) -> dict[str, nn.Module]:
         modules = super()._student()
         for name in ("patch_head", "filter"):

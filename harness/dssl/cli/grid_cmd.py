@@ -1,0 +1,66 @@
+"""``dssl grid``: run a standardized comparison grid (objectives x backbones x datasets x seeds)."""
+
+from __future__ import annotations
+
+import click
+
+from dssl.cli.context import host_from_context
+
+
+@click.command()
+@click.argument("grid_file", metavar="FILE", type=click.Path(dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="List the cells (label, seed, fingerprint, done/pending); run nothing.")
+@click.option(
+    "--parallel",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Cells run at once on this machine, each in its own process (log: <output_dir>/grid-logs/).",
+)
+@click.option("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite ./mlflow.db).")
+@click.option("--experiment", help="MLflow experiment (default: the grid file's 'experiment', else dssl).")
+@click.option("--data-root", type=click.Path(file_okay=False), help="Folder of the real datasets ($DSSL_DATA_ROOT).")
+@click.pass_context
+def grid(
+    ctx: click.Context,
+    grid_file: str,
+    dry_run: bool,
+    parallel: int,
+    tracking_uri: str | None,
+    experiment: str | None,
+    data_root: str | None,
+) -> None:
+    """Run every cell of the grid FILE as a child run of one MLflow run, then print the grid leaderboard.
+
+    Cells already FINISHED in the experiment with the same configuration fingerprint are skipped; a
+    failing cell is recorded as a FAILED run and the others go on (exit code 1 at the end).
+    """
+    from dssl.grid.runner import plan_grid, render_dry_run, run_grid
+    from dssl.grid.spec import load_grid
+    from dssl.tracking.mlflow_tracker import default_tracking_uri
+
+    spec = load_grid(grid_file)
+    host = host_from_context(ctx)
+    uri = tracking_uri or default_tracking_uri()
+    experiment = experiment or spec.experiment or "dssl"
+    name = spec.name or "grid"
+    if dry_run:
+        cells = plan_grid(
+            spec, host=host, tracking_uri=uri, experiment=experiment, data_root=data_root, source=grid_file
+        )
+        click.echo(render_dry_run(cells, name))
+        done = sum(c.status == "done" for c in cells)
+        click.echo(f"{done} done, {len(cells) - done} pending (experiment {experiment} in {uri})")
+        return
+    obj = ctx.find_root().obj or {}
+    run_grid(
+        spec,
+        host=host,
+        tracking_uri=uri,
+        experiment=experiment,
+        data_root=data_root,
+        parallel=parallel,
+        source=grid_file,
+        disabled=tuple(obj.get("disabled", ())),
+        strict=bool(obj.get("strict", False)),
+    )

@@ -1,0 +1,723 @@
+"""Run a grid: resolve every cell, skip the finished ones, run the rest as child runs, end with a leaderboard.
+
+Every cell's configuration is resolved with :func:`dssl.api.resolve` (the precedence of ``dssl bench``)
+before anything runs, so a bad cell stops the grid with a configuration error (exit code 2) up front.
+A cell is identified by :meth:`dssl.config.RunConfig.fingerprint` (everything that changes the numbers),
+stored on its MLflow run as the ``dssl.fingerprint`` tag: a cell whose fingerprint has a ``FINISHED`` run
+in the experiment is skipped. The grid is one MLflow parent run (named after the grid, tag
+``dssl.grid``) with one child run per cell. A failing cell is recorded as a ``FAILED`` child run (tag
+``dssl.error``) and the grid goes on; the grid then ends with :class:`~dssl.errors.RunFailedError`.
+
+The grid's evaluators replace a preset's: evaluator options that a preset gives for evaluators the grid
+does not run (e.g. STELLAR's ``gpu`` preset configures ``knn`` and ``linear_cls``) are left out.
+
+Cells run in this process one after another, or ``parallel`` at a time, each in a fresh (spawned) Python
+process that runs the very configuration resolved here (its output goes to
+``<output_dir>/grid-logs/<grid>/<cell>.log``) and nests its run through ``$DSSL_PARENT_RUN_ID``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import ValidationError
+
+from dssl.errors import ConfigError, RunFailedError, UsageError
+from dssl.grid.spec import GridCell, GridSpec
+from dssl.tracking.leaderboard import LeaderboardRow
+from dssl.validation import describe_validation_error
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from dssl.config import RunConfig
+    from dssl.host import PluginHost
+
+#: Tag holding a cell's configuration fingerprint; a FINISHED run with it marks the cell done.
+FINGERPRINT_TAG = "dssl.fingerprint"
+#: Tag holding the grid name, on the parent run and on every child run.
+GRID_TAG = "dssl.grid"
+#: Tag naming the cell (``"<objective> / <backbone> / <dataset>"``) on child runs.
+CELL_TAG = "dssl.grid.cell"
+#: Tag naming the cell's objective label (e.g. ``cotap+oaf``) on child runs.
+LABEL_TAG = "dssl.grid.objective"
+#: Tag unique to one attempt at a cell, to find the run a (sub)process created.
+ATTEMPT_TAG = "dssl.grid.attempt"
+#: Artifacts of the parent run.
+LEADERBOARD_MD = "grid_leaderboard.md"
+LEADERBOARD_JSON = "grid_leaderboard.json"
+
+CellStatus = Literal["pending", "done", "skipped", "finished", "failed"]
+
+
+@dataclass
+class PlannedCell:
+    """A cell with its resolved configuration and what happened to it.
+
+    Attributes:
+        cell: The grid cell.
+        config: Its resolved run configuration.
+        fingerprint: ``config.fingerprint()``.
+        status: ``done`` (a finished run exists; ``skipped`` once the grid ran), ``pending``, ``finished``
+            (ran now) or ``failed``.
+        run_id: The MLflow run of the cell (the earlier one when skipped).
+        error: The error message of a failed cell.
+        seconds: Wall time of the cell when it ran now.
+    """
+
+    cell: GridCell
+    config: RunConfig
+    fingerprint: str
+    status: CellStatus = "pending"
+    run_id: str | None = None
+    error: str | None = None
+    seconds: float | None = None
+
+    @property
+    def report(self) -> str:
+        """One line about the outcome, e.g. ``skipped (done in run 1a2b...)``."""
+        if self.status in ("done", "skipped"):
+            return f"{self.status} (done in run {self.run_id})"
+        if self.status == "finished":
+            return f"finished in {self.seconds or 0:.0f} s (run {self.run_id})"
+        if self.status == "failed":
+            return f"FAILED: {self.error}" + (f" (run {self.run_id})" if self.run_id else "")
+        return self.status
+
+
+@dataclass
+class GridOutcome:
+    """What :func:`run_grid` did.
+
+    Attributes:
+        name: The grid name.
+        parent_run_id: The grid's MLflow run (``None`` for a dry run).
+        cells: Every cell, in grid order.
+        rows: Leaderboard rows (objective = the objective's label; train_dataset = the dataset's label).
+    """
+
+    name: str
+    parent_run_id: str | None
+    cells: list[PlannedCell]
+    rows: list[LeaderboardRow] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[PlannedCell]:
+        """The cells that failed."""
+        return [c for c in self.cells if c.status == "failed"]
+
+
+# -- planning ---------------------------------------------------------------------------------------------
+
+
+def plan_grid(
+    spec: GridSpec,
+    *,
+    host: PluginHost,
+    tracking_uri: str,
+    experiment: str,
+    data_root: str | None = None,
+    source: str | Path | None = None,
+) -> list[PlannedCell]:
+    """Resolve every cell and mark the ones with a finished run in the experiment as ``done``.
+
+    Args:
+        spec: The validated grid.
+        host: Plugin host used to resolve components.
+        tracking_uri: MLflow tracking URI.
+        experiment: MLflow experiment of the grid.
+        data_root: Folder of the real datasets (not part of the fingerprint).
+        source: The grid file, named in error messages.
+
+    Raises:
+        ConfigError: A cell does not resolve (unknown component, bad option); names the cell.
+    """
+    from dssl.api import resolve
+
+    planned = []
+    for cell in spec.cells():
+        overrides: dict[str, Any] = cell.overrides() | {
+            "tracking_uri": tracking_uri,
+            "experiment": experiment,
+            "run_name": cell.run_name,
+            "data_root": data_root,
+        }
+        # Evaluators a preset configures for this objective are resolved too (their options are valid
+        # then), and dropped again below: the grid decides what is evaluated.
+        extra = [e for e in _preset_evaluators(cell.objective.name) if e not in cell.evaluators]
+        overrides["evaluators"] = [*cell.evaluators, *extra]
+        try:
+            config = resolve(cell.base, host=host, sets=cell.sets, **overrides)
+            if extra:
+                config.evaluator_options = {k: v for k, v in config.evaluator_options.items() if k not in extra}
+                config.evaluators = [e for e in config.evaluators if e not in extra]
+        except (UsageError, ValidationError) as exc:
+            where = f"grid file {source}: " if source else ""
+            detail = describe_validation_error(exc) if isinstance(exc, ValidationError) else str(exc)
+            detail = detail.replace("Value error, ", "").lstrip(": ")
+            raise ConfigError(f"{where}cell {cell.label} seed {cell.seed}: {detail}") from None
+        planned.append(PlannedCell(cell=cell, config=config, fingerprint=config.fingerprint()))
+    finished = _finished_runs_by_fingerprint(tracking_uri, experiment, {p.fingerprint for p in planned})
+    for item in planned:
+        if item.fingerprint in finished:
+            item.status, item.run_id = "done", finished[item.fingerprint]
+    return planned
+
+
+def _preset_evaluators(objective: str) -> list[str]:
+    """Evaluators that some preset of registry.yaml gives options for, for this objective."""
+    from dssl.catalogue import load_catalogue
+
+    names: dict[str, None] = {}
+    for preset in load_catalogue().presets.values():
+        for layer in (preset.config, preset.objectives.get(objective, {})):
+            names.update(dict.fromkeys(layer.get("evaluator_options") or {}))
+    return list(names)
+
+
+def _client(tracking_uri: str, *, create: bool) -> Any:
+    """An MLflow client, or ``None`` when the SQLite store does not exist and must not be created."""
+    from dssl.tracking.mlflow_tracker import sqlite_path
+
+    db = sqlite_path(tracking_uri)
+    if not create and db is not None and not db.exists():
+        return None
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def _search(client: Any, experiment: str, filter_string: str) -> list[Any]:
+    found = client.get_experiment_by_name(experiment)
+    if found is None or found.lifecycle_stage != "active":
+        return []
+    runs: list[Any] = []
+    token = None
+    while True:
+        page = client.search_runs(
+            [found.experiment_id],
+            filter_string=filter_string,
+            max_results=1000,
+            order_by=["attributes.start_time DESC"],
+            page_token=token,
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _finished_runs_by_fingerprint(tracking_uri: str, experiment: str, fingerprints: set[str]) -> dict[str, str]:
+    """Fingerprint -> id of its latest FINISHED run in the experiment (only for the given fingerprints)."""
+    client = _client(tracking_uri, create=False)
+    if client is None or not fingerprints:
+        return {}
+    # One query for the experiment; fingerprints are matched here (filter strings have no IN for tags).
+    runs = _search(client, experiment, "attributes.status = 'FINISHED'")
+    latest: dict[str, str] = {}
+    for run in runs:  # newest first
+        fingerprint = run.data.tags.get(FINGERPRINT_TAG)
+        if fingerprint in fingerprints and fingerprint not in latest:
+            latest[fingerprint] = run.info.run_id
+    return latest
+
+
+# -- running ----------------------------------------------------------------------------------------------
+
+
+def run_grid(
+    spec: GridSpec,
+    *,
+    host: PluginHost,
+    tracking_uri: str,
+    experiment: str,
+    data_root: str | None = None,
+    parallel: int = 1,
+    source: str | Path | None = None,
+    disabled: Sequence[str] = (),
+    strict: bool = False,
+    console: Console | None = None,
+    out: Console | None = None,
+) -> GridOutcome:
+    """Run the grid's pending cells as child runs of one parent run and log the grid leaderboard.
+
+    Args:
+        spec: The validated grid (its ``name`` is set).
+        host: Plugin host.
+        tracking_uri: MLflow tracking URI.
+        experiment: MLflow experiment.
+        data_root: Folder of the real datasets.
+        parallel: Cells run at once; above 1 each cell runs in its own spawned process.
+        source: The grid file, named in error messages.
+        disabled: Plugin distributions to skip in the cells' processes (``--disable-plugin``).
+        strict: Fail on any plugin that does not load, in the cells' processes (``--strict-plugins``).
+        console: Where progress goes (stderr by default).
+        out: Where the leaderboard table goes (stdout by default).
+
+    Returns:
+        The outcome; raises instead when a cell failed.
+
+    Raises:
+        ConfigError: A cell does not resolve (nothing is run then).
+        RunFailedError: At least one cell failed (after all cells ran and the leaderboard was logged).
+    """
+    from rich.console import Console
+    from rich.markup import escape
+
+    from dssl.tracking.mlflow_tracker import MlflowTracker, nested_runs
+
+    if parallel < 1:
+        raise UsageError(f"--parallel must be at least 1 (got {parallel})")
+    console = console or Console(stderr=True)
+    out = out or Console(width=max(100, shutil.get_terminal_size((120, 24)).columns))
+    name = spec.name or "grid"
+    cells = plan_grid(
+        spec, host=host, tracking_uri=tracking_uri, experiment=experiment, data_root=data_root, source=source
+    )
+    pending = [c for c in cells if c.status == "pending"]
+    console.print(
+        f"[bold]dssl grid[/] {name}: {len(cells)} cells, {len(cells) - len(pending)} done, {len(pending)} to run"
+        + (f", {parallel} at a time" if parallel > 1 and pending else "")
+    )
+    for item in cells:
+        if item.status == "done":
+            item.status = "skipped"
+            console.print(escape(f"  {_cell_title(item)}: {item.report}"), soft_wrap=True)
+
+    with nested_runs(None):  # the grid's own run is top-level, whatever the environment says
+        parent = MlflowTracker(tracking_uri=tracking_uri, experiment=experiment, run_name=name, tags={GRID_TAG: name})
+    outcome = GridOutcome(name=name, parent_run_id=None, cells=cells)
+    with parent:
+        outcome.parent_run_id = parent.run_id
+        parent.log_params(
+            {
+                "grid": name,
+                "cells": len(cells),
+                "objectives": [e.key for e in spec.objectives],
+                "backbones": [e.key for e in spec.backbones],
+                "datasets": [e.key for e in spec.datasets],
+                "evaluators": spec.evaluators,
+                "seeds": spec.seeds,
+            }
+        )
+        parent.log_dict(spec.model_dump(mode="json", exclude_none=True), "grid.yaml")
+        runner = _run_spawned if parallel > 1 else _run_in_process
+        plugins = {"disabled": tuple(disabled), "strict": strict}
+        execute = _cell_executor(runner, parent.run_id, name, host, tracking_uri, experiment, plugins, console)
+        if parallel > 1:
+            with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="dssl-grid") as pool:
+                list(pool.map(lambda item: execute(item, parallel), pending))
+        else:
+            for item in pending:
+                execute(item, 1)
+
+        outcome.rows = grid_rows(cells, tracking_uri=tracking_uri)
+        counts = {s: sum(c.status == s for c in cells) for s in ("finished", "skipped", "failed")}
+        parent.set_tags({f"dssl.grid.{k}": str(v) for k, v in counts.items()})
+        parent.log_dict({"grid": name, "rows": [_row_json(r) for r in outcome.rows]}, LEADERBOARD_JSON)
+        parent.client.log_text(parent.run_id, render_grid_markdown(outcome), LEADERBOARD_MD)  # type: ignore[union-attr]
+        print_grid(outcome, out)
+        if outcome.failed:
+            listed = "; ".join(f"{_cell_title(c)}: {c.error}" for c in outcome.failed)
+            raise RunFailedError(f"{len(outcome.failed)} of {len(cells)} grid cells failed: {listed}")
+    return outcome
+
+
+def _cell_title(item: PlannedCell) -> str:
+    return f"[{item.cell.index + 1}] {item.cell.label} seed {item.cell.seed}"
+
+
+def _cell_executor(
+    runner: Callable[..., None],
+    parent_run_id: str,
+    grid: str,
+    host: PluginHost,
+    tracking_uri: str,
+    experiment: str,
+    plugins: Mapping[str, Any],
+    console: Console,
+) -> Callable[[PlannedCell, int], None]:
+    """A function that runs one cell with ``runner`` and records its outcome (never raises but Ctrl-C)."""
+    from rich.markup import escape
+
+    def execute(item: PlannedCell, parallel: int) -> None:
+        tags = {
+            GRID_TAG: grid,
+            FINGERPRINT_TAG: item.fingerprint,
+            CELL_TAG: item.cell.label,
+            LABEL_TAG: item.cell.objective.key,
+            ATTEMPT_TAG: uuid.uuid4().hex,
+        }
+        console.print(escape(f"  {_cell_title(item)}: running ({item.fingerprint})"), soft_wrap=True)
+        started = time.perf_counter()
+        try:
+            runner(item, parent_run_id=parent_run_id, tags=tags, host=host, plugins=plugins, parallel=parallel)
+            error: BaseException | None = None
+        except Exception as exc:
+            error = exc
+        item.seconds = time.perf_counter() - started
+        run = _attempt_run(tracking_uri, experiment, tags[ATTEMPT_TAG])
+        if error is None and run is not None and run.info.status == "FINISHED":
+            item.status, item.run_id = "finished", run.info.run_id
+        else:
+            item.status = "failed"
+            if error is None:
+                error = RunFailedError("the run did not finish" if run is not None else "no run was logged")
+            item.error = _error_text(error)
+            if run is None:
+                item.run_id = _record_failure(item, error, parent_run_id=parent_run_id, tags=tags)
+            else:
+                item.run_id = run.info.run_id
+                if run.info.status == "FINISHED":  # finished, yet the process failed afterwards
+                    _mark_failed(tracking_uri, run.info.run_id, item.error)
+        console.print(escape(f"  {_cell_title(item)}: {item.report}"), soft_wrap=True)
+
+    return execute
+
+
+def _error_text(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.removesuffix(" (use --debug for the traceback)")
+
+
+def _run_in_process(
+    item: PlannedCell,
+    *,
+    parent_run_id: str,
+    tags: Mapping[str, str],
+    host: PluginHost,
+    **_: Any,
+) -> None:
+    from dssl.runner import run_bench
+    from dssl.tracking.mlflow_tracker import nested_runs
+
+    with nested_runs(parent_run_id, tags):
+        run_bench(item.config, host=host)
+
+
+def _run_spawned(
+    item: PlannedCell,
+    *,
+    parent_run_id: str,
+    tags: Mapping[str, str],
+    plugins: Mapping[str, Any],
+    parallel: int,
+    **_: Any,
+) -> None:
+    import multiprocessing
+
+    from dssl.tracking.mlflow_tracker import PARENT_RUN_ENV, RUN_TAGS_ENV
+
+    log_dir = Path(item.config.output_dir) / "grid-logs" / str(tags[GRID_TAG])
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{item.cell.index + 1:03d}-{item.cell.run_name}.log"
+    env = {PARENT_RUN_ENV: parent_run_id, RUN_TAGS_ENV: json.dumps(dict(tags))}
+    if "OMP_NUM_THREADS" not in os.environ:
+        # N trainings on one machine: share the cores instead of each taking all of them.
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // parallel))
+    with tempfile.TemporaryDirectory(prefix="dssl-grid-") as tmp:
+        error_path = Path(tmp) / "error.txt"
+        process = multiprocessing.get_context("spawn").Process(
+            target=_cell_worker,
+            args=(item.config.to_dict(), env, str(log_path), dict(plugins), str(error_path)),
+            name=f"dssl-grid-{item.cell.index + 1}",
+        )
+        process.start()
+        try:
+            process.join()
+        except BaseException:
+            process.terminate()
+            process.join()
+            raise
+        error = error_path.read_text() if error_path.exists() else None
+    if process.exitcode != 0 or error:
+        detail = error or f"the cell's process ended with exit code {process.exitcode}"
+        raise RunFailedError(f"{detail} (log: {log_path})")
+
+
+def _cell_worker(
+    config: dict[str, Any], env: Mapping[str, str], log_path: str, plugins: Mapping[str, Any], error_path: str
+) -> None:
+    """Entry point of a spawned cell process: run one resolved configuration, output to ``log_path``."""
+    os.environ.update(env)
+    with open(log_path, "w") as log:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            from dssl.config import RunConfig
+            from dssl.host import get_host
+            from dssl.runner import run_bench
+
+            host = get_host(disabled=plugins.get("disabled", ()), strict=bool(plugins.get("strict")))
+            run_bench(RunConfig.model_validate(config), host=host)
+        except BaseException as exc:
+            Path(error_path).write_text(_error_text(exc))
+            import traceback
+
+            traceback.print_exc()
+            sys.stderr.flush()
+            raise SystemExit(1) from None
+
+
+def _attempt_run(tracking_uri: str, experiment: str, attempt: str) -> Any:
+    client = _client(tracking_uri, create=False)
+    if client is None:
+        return None
+    runs = _search(client, experiment, f"tags.`{ATTEMPT_TAG}` = '{attempt}'")
+    return runs[0] if runs else None
+
+
+def _record_failure(item: PlannedCell, exc: BaseException, *, parent_run_id: str, tags: Mapping[str, str]) -> str:
+    """Log a FAILED child run for a cell that failed before its run was created; returns its id."""
+    from dssl.tracking.mlflow_tracker import MlflowTracker
+
+    config = item.config
+    tracker = MlflowTracker(
+        tracking_uri=config.tracking.uri,
+        experiment=config.tracking.experiment,
+        run_name=config.tracking.run_name,
+        parent_run_id=parent_run_id,
+        tags=tags,
+    )
+    tracker.__enter__()
+    with contextlib.suppress(Exception):
+        tracker.log_params(_cell_params(config))
+        tracker.log_dict(config.to_dict(), "config.yaml")
+    tracker.__exit__(type(exc), exc, exc.__traceback__)
+    return tracker.run_id
+
+
+def _cell_params(config: RunConfig) -> dict[str, Any]:
+    """The identifying params of a run (a subset of :func:`dssl.runner.run_params`, without importing torch)."""
+    return {
+        "objective": config.objective.name,
+        "backbone": config.backbone.name,
+        "dataset": config.dataset.name,
+        "evaluators": ",".join(config.evaluators),
+        "seed": config.seed,
+        "steps": config.optim.steps,
+        "preset": config.preset,
+        "config_hash": config.fingerprint(),
+    }
+
+
+def _mark_failed(tracking_uri: str, run_id: str, error: str) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    client.set_tag(run_id, "dssl.error", error[:1000])
+    client.set_terminated(run_id, status="FAILED")
+
+
+# -- leaderboard ------------------------------------------------------------------------------------------
+
+
+def grid_rows(cells: Sequence[PlannedCell], *, tracking_uri: str) -> list[LeaderboardRow]:
+    """Aggregate the evaluation metrics of the cells' finished runs over seeds.
+
+    Rows are per (objective label, backbone label, dataset label) and column, a column being one metric
+    under one protocol id (``<protocol>@<version>``) on one evaluation dataset, so that numbers of two
+    protocol versions never share a column. Metrics follow :func:`dssl.tracking.leaderboard.collect_rows`:
+    ``<evaluator>/<metric>`` with a ``dssl.protocol.<evaluator>`` tag, ``*_std`` companions left out.
+    """
+    done = [c for c in cells if c.status in ("finished", "skipped", "done") and c.run_id]
+    if not done:
+        return []
+    client = _client(tracking_uri, create=False)
+    if client is None:
+        return []
+    groups: dict[tuple[str, ...], list[tuple[int, str, float]]] = {}
+    directions: dict[tuple[str, ...], str] = {}
+    for item in done:
+        run = client.get_run(item.run_id)
+        tags, metrics = run.data.tags, run.data.metrics
+        for key, value in metrics.items():
+            evaluator, sep, name = key.partition("/")
+            if not sep or (name.endswith("_std") and key[: -len("_std")] in metrics):
+                continue
+            protocol = tags.get(f"dssl.protocol.{evaluator}")
+            if protocol is None:
+                continue
+            dataset = tags.get(f"dssl.dataset.{evaluator}") or item.cell.dataset.key
+            cell = item.cell
+            group = (cell.objective.key, cell.backbone.key, cell.dataset.key, dataset, protocol, key)
+            directions.setdefault(group, "lower" if tags.get(f"dssl.direction.{key}") == "lower" else "higher")
+            groups.setdefault(group, []).append((cell.seed, item.run_id or "", float(value)))
+    rows = []
+    for group, seeds in groups.items():
+        objective, backbone, train_dataset, dataset, protocol, key = group
+        seeds.sort()
+        values = [v for _, _, v in seeds]
+        rows.append(
+            LeaderboardRow(
+                objective=objective,
+                backbone=backbone,
+                dataset=dataset,
+                protocol=protocol,
+                metric=key,
+                mean=statistics.fmean(values),
+                std=statistics.stdev(values) if len(values) > 1 else None,
+                n_seeds=len(values),
+                direction="lower" if directions[group] == "lower" else "higher",
+                run_ids=[run_id for _, run_id, _ in seeds],
+                train_dataset=train_dataset,
+            )
+        )
+    return rows
+
+
+def _row_labels(outcome: GridOutcome) -> list[tuple[str, str, str]]:
+    seen: dict[tuple[str, str, str], None] = {}
+    for item in outcome.cells:
+        cell = item.cell
+        seen.setdefault((cell.objective.key, cell.backbone.key, cell.dataset.key), None)
+    return list(seen)
+
+
+def _natural(text: str) -> list[Any]:
+    """Sort key that orders ``top1_k20`` before ``top1_k100``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
+@dataclass
+class _Table:
+    """One block of the grid leaderboard: one evaluator under one protocol id on one dataset."""
+
+    title: str
+    header: list[str]
+    body: list[list[str]]
+
+
+def _tables(outcome: GridOutcome) -> list[_Table]:
+    """The grid leaderboard: per (evaluator, protocol id, dataset), a row per cell label and a column per metric.
+
+    A column is one metric under one protocol id, so numbers of two protocol versions never share one.
+    """
+    groups: dict[tuple[str, str, str], list[LeaderboardRow]] = {}
+    for row in outcome.rows:
+        groups.setdefault((row.metric.partition("/")[0], row.protocol, row.dataset), []).append(row)
+    tables = []
+    for (evaluator, protocol, dataset), rows in sorted(groups.items()):
+        metrics: dict[str, str] = {}
+        for row in sorted(rows, key=lambda r: _natural(r.metric)):
+            metrics.setdefault(row.metric, "↑" if row.direction == "higher" else "↓")
+        header = ["objective", "backbone", "dataset", "seeds"]
+        header += [f"{metric.partition('/')[2] or metric} {arrow}" for metric, arrow in metrics.items()]
+        index = {(r.objective, r.backbone, r.train_dataset or "", r.metric): r for r in rows}
+        body = []
+        for objective, backbone, train_dataset in _row_labels(outcome):
+            items = [
+                c
+                for c in outcome.cells
+                if (c.cell.objective.key, c.cell.backbone.key, c.cell.dataset.key)
+                == (objective, backbone, train_dataset)
+            ]
+            ok = sum(c.status in ("finished", "skipped", "done") for c in items)
+            failed = sum(c.status == "failed" for c in items)
+            line = [
+                objective,
+                backbone,
+                train_dataset,
+                f"{ok}/{len(items)}" + (f" ({failed} failed)" if failed else ""),
+            ]
+            for metric in metrics:
+                row = index.get((objective, backbone, train_dataset, metric))
+                if row is None:
+                    line.append("—")
+                    continue
+                text = row.value_text if math.isfinite(row.mean) else "nan"
+                line.append(text + (f" (n={row.n_seeds})" if row.n_seeds != ok else ""))
+            body.append(line)
+        tables.append(_Table(title=f"{evaluator} — {protocol} on {dataset}", header=header, body=body))
+    return tables
+
+
+def render_grid_markdown(outcome: GridOutcome) -> str:
+    """The grid leaderboard as Markdown: a table per evaluator and protocol, then the per-metric rankings."""
+    from dssl.tracking.leaderboard import render
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    lines = [f"# Grid {outcome.name}", "", "_mean ± std over seeds; seeds: finished/total_"]
+    for table in _tables(outcome):
+        lines += ["", f"## {cell(table.title)}", ""]
+        lines.append("| " + " | ".join(cell(h) for h in table.header) + " |")
+        lines.append("|" + "|".join(["---"] * 3 + ["---:"] * (len(table.header) - 3)) + "|")
+        lines += ["| " + " | ".join(cell(c) for c in line) + " |" for line in table.body]
+    if outcome.failed:
+        lines += ["", "## Failed cells", ""]
+        lines += [
+            f"- {c.cell.label} seed {c.cell.seed}: {cell(c.error or '')} (run {c.run_id})" for c in outcome.failed
+        ]
+    if outcome.rows:
+        lines += ["", "## Rankings", "", render(outcome.rows, "markdown")]
+    return "\n".join(lines) + "\n"
+
+
+def print_grid(outcome: GridOutcome, console: Console) -> None:
+    """Print the grid leaderboard (rich): a table per evaluator and protocol id."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    tables = _tables(outcome)
+    if not tables:
+        console.print(f"grid {escape(outcome.name)}: no finished cell with evaluation metrics")
+    for table in tables:
+        shown = Table(
+            title=escape(f"grid {outcome.name}: {table.title}"),
+            caption="mean ± std over seeds; seeds: finished/total",
+            title_justify="left",
+            caption_justify="left",
+        )
+        for i, name in enumerate(table.header):
+            shown.add_column(escape(name), justify="right" if i >= 3 else "left")
+        for line in table.body:
+            shown.add_row(*(escape(text) for text in line))
+        console.print(shown)
+    for item in outcome.failed:
+        console.print(escape(f"FAILED {item.cell.label} seed {item.cell.seed}: {item.error}"), soft_wrap=True)
+
+
+def _row_json(row: LeaderboardRow) -> dict[str, Any]:
+    data = asdict(row)
+    for key in ("mean", "std"):
+        if data[key] is not None and not math.isfinite(data[key]):
+            data[key] = None
+    data["column"] = f"{row.metric} ({row.protocol})"
+    return data
+
+
+def render_dry_run(cells: Sequence[PlannedCell], name: str) -> str:
+    """The plan of a grid as text: one line per cell with its fingerprint and status."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"grid {escape(name)}: {len(cells)} cells", title_justify="left")
+    for column in ("#", "cell", "seed", "fingerprint", "status"):
+        table.add_column(column)
+    for item in cells:
+        status = f"done ({item.run_id})" if item.status == "done" else item.status
+        table.add_row(str(item.cell.index + 1), escape(item.cell.label), str(item.cell.seed), item.fingerprint, status)
+    buffer = io.StringIO()
+    Console(file=buffer, width=160, color_system=None, force_terminal=False, highlight=False).print(table)
+    return buffer.getvalue().rstrip("\n")

@@ -1,0 +1,339 @@
+"""The grid file: objectives x backbones x datasets x seeds, each cell evaluated by the same evaluators.
+
+A grid file is YAML, validated by :class:`GridSpec` (unknown keys are errors)::
+
+    name: cpu-smoke                  # optional; default: the file name without .yaml
+    experiment: dssl                 # optional MLflow experiment (``dssl grid --experiment`` wins)
+    base:                            # any keys of a run configuration (``dssl bench --config``), except
+      preset: cpu                    # the axes below and ``tracking``
+      optim: {steps: 40}
+    set: [optim.lr=0.002]            # ``--set``-style overrides applied to every cell
+    objectives:
+      - dino
+      - {name: cotap, label: cotap+oaf, set: [objective.options.filter=oaf]}
+    backbones: [vit_t16]
+    datasets: [embedded]
+    evaluators: [linear_seg, kmeans_seg]
+    seeds: [0, 1]
+    overrides:                       # per-cell overrides, matched on labels
+      - match: {objective: cotap+oaf, backbone: vit_t16}
+        set: [optim.lr=0.001]
+
+Each cell's configuration is layered, lowest first: defaults < preset < ``base`` < the cell's axis values
+(objective, backbone, dataset, evaluators, seed) < ``set`` < the axis entries' ``set`` < matching
+``overrides`` (in file order). This module imports no torch.
+
+Example:
+    >>> spec = GridSpec.model_validate({"objectives": ["dino"], "evaluators": ["kmeans_seg"], "seeds": [0, 1]})
+    >>> [cell.label for cell in spec.cells()]
+    ['dino / vit_t16 / embedded', 'dino / vit_t16 / embedded']
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from dssl.config import RunConfig, parse_set, read_yaml_config
+from dssl.errors import ConfigError
+from dssl.validation import describe_validation_error
+
+#: Keys of ``base`` that the axes own; ``tracking`` is chosen per grid (``--tracking-uri``, ``--experiment``).
+_AXIS_KEYS = {
+    "objective": "objectives (with 'set:' per entry for objective options)",
+    "seed": "seeds",
+    "evaluators": "evaluators",
+    "tracking": "the grid's 'experiment' key or dssl grid --tracking-uri/--experiment",
+}
+_AXIS_NAME_KEYS = {"backbone": "backbones", "dataset": "datasets"}
+_MATCH_KEYS = ("objective", "backbone", "dataset", "seed")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_sets(assignments: list[str]) -> list[str]:
+    for assignment in assignments:
+        try:
+            key = parse_set(assignment)
+        except ConfigError as exc:
+            raise ValueError(str(exc).removeprefix("--set ")) from None
+        if "tracking" in key:
+            raise ValueError(f"{assignment!r}: tracking is set per grid (experiment key, --tracking-uri)")
+    return assignments
+
+
+class AxisEntry(_Strict):
+    """One value of an axis: a component name, the label it has in the grid, and its own overrides.
+
+    Attributes:
+        name: Registered component name (e.g. ``cotap``).
+        label: Name of the column/row in the grid; default: ``name``. Labels are unique per axis.
+        set: ``key.path=value`` overrides applied to the cells of this entry.
+    """
+
+    name: str = Field(min_length=1)
+    label: str | None = Field(None, min_length=1)
+    set: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, data: Any) -> Any:
+        return {"name": data} if isinstance(data, str) else data
+
+    @field_validator("set")
+    @classmethod
+    def _valid_sets(cls, value: list[str]) -> list[str]:
+        return _check_sets(value)
+
+    @property
+    def key(self) -> str:
+        """The entry's label (its name when no label is given)."""
+        return self.label or self.name
+
+
+class CellOverride(_Strict):
+    """Overrides for the cells whose labels match.
+
+    Attributes:
+        match: Axis (``objective``, ``backbone``, ``dataset``, ``seed``) -> label(s); a cell matches when it
+            matches every axis named.
+        set: ``key.path=value`` overrides applied to the matching cells.
+    """
+
+    match: dict[str, str | int | list[str | int]] = Field(min_length=1)
+    set: list[str] = Field(min_length=1)
+
+    @field_validator("match")
+    @classmethod
+    def _known_axes(cls, value: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(value) - set(_MATCH_KEYS))
+        if unknown:
+            raise ValueError(f"unknown axis {unknown[0]!r} (accepted: {', '.join(_MATCH_KEYS)})")
+        return value
+
+    @field_validator("set")
+    @classmethod
+    def _valid_sets(cls, value: list[str]) -> list[str]:
+        return _check_sets(value)
+
+    def values(self, axis: str) -> list[str] | None:
+        """The labels this override accepts on ``axis`` (as strings), or ``None`` when it does not filter it."""
+        if axis not in self.match:
+            return None
+        value = self.match[axis]
+        return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+    def matches(self, cell: GridCell) -> bool:
+        """Whether ``cell`` matches on every axis named in ``match``."""
+        labels = {"objective": cell.objective.key, "backbone": cell.backbone.key, "dataset": cell.dataset.key}
+        labels["seed"] = str(cell.seed)
+        return all((accepted := self.values(axis)) is None or labels[axis] in accepted for axis in _MATCH_KEYS)
+
+
+@dataclass(frozen=True)
+class GridCell:
+    """One run of the grid, before its configuration is resolved.
+
+    Attributes:
+        index: Position in the grid (0-based, objective-major, seed last).
+        objective: The objective entry.
+        backbone: The backbone entry.
+        dataset: The training dataset entry.
+        seed: The seed.
+        base: The grid's base configuration mapping.
+        evaluators: Evaluators the cell runs.
+        sets: ``key.path=value`` overrides in order of precedence.
+    """
+
+    index: int
+    objective: AxisEntry
+    backbone: AxisEntry
+    dataset: AxisEntry
+    seed: int
+    base: dict[str, Any]
+    evaluators: tuple[str, ...]
+    sets: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        """``"<objective label> / <backbone label> / <dataset label>"``: the grid row (seeds share it)."""
+        return f"{self.objective.key} / {self.backbone.key} / {self.dataset.key}"
+
+    @property
+    def run_name(self) -> str:
+        """The MLflow run name of the cell."""
+        return f"{self.objective.key}-{self.backbone.key}-{self.dataset.key}-s{self.seed}"
+
+    def overrides(self) -> dict[str, Any]:
+        """Keyword overrides for :func:`dssl.api.resolve` (the CLI-flag layer)."""
+        return {
+            "objective": self.objective.name,
+            "backbone": self.backbone.name,
+            "dataset": self.dataset.name,
+            "evaluators": list(self.evaluators),
+            "seed": self.seed,
+        }
+
+
+class GridSpec(_Strict):
+    """A grid file (see the module docstring).
+
+    Attributes:
+        name: Grid name (parent run name and ``dssl.grid`` tag); default: the file stem.
+        description: Free text, shown nowhere but kept with the file.
+        experiment: MLflow experiment of the parent and child runs; default ``dssl``.
+        base: Run configuration keys shared by every cell.
+        set: ``--set``-style overrides shared by every cell.
+        objectives: Objective names or entries (``{name, label, set}``).
+        backbones: Backbone names or entries.
+        datasets: Training dataset names or entries.
+        evaluators: Evaluators every cell runs.
+        seeds: Seeds; each (objective, backbone, dataset) row is run once per seed.
+        overrides: Per-cell overrides.
+    """
+
+    name: str | None = Field(None, min_length=1, pattern=r"^[\w.+-]+$")
+    description: str | None = None
+    experiment: str | None = Field(None, min_length=1)
+    base: dict[str, Any] = Field(default_factory=dict)
+    set: list[str] = Field(default_factory=list)
+    objectives: list[AxisEntry] = Field(min_length=1)
+    backbones: list[AxisEntry] = Field(default_factory=lambda: [AxisEntry(name="vit_t16")], min_length=1)
+    datasets: list[AxisEntry] = Field(default_factory=lambda: [AxisEntry(name="embedded")], min_length=1)
+    evaluators: list[str] = Field(min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    overrides: list[CellOverride] = Field(default_factory=list)
+
+    @field_validator("set")
+    @classmethod
+    def _valid_sets(cls, value: list[str]) -> list[str]:
+        return _check_sets(value)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: list[int]) -> list[int]:
+        if any(seed < 0 for seed in value):
+            raise ValueError("seeds must be >= 0")
+        if len(set(value)) != len(value):
+            raise ValueError("seeds must be unique")
+        return value
+
+    @field_validator("evaluators")
+    @classmethod
+    def _evaluators(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("evaluators must be unique")
+        return value
+
+    @field_validator("base")
+    @classmethod
+    def _base(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key, owner in _AXIS_KEYS.items():
+            if key in value:
+                raise ValueError(f"'{key}' is not allowed in base: it is set by {owner}")
+        for key, owner in _AXIS_NAME_KEYS.items():
+            if isinstance(value.get(key), dict) and "name" in value[key]:
+                raise ValueError(f"'{key}.name' is not allowed in base: it is set by {owner}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GridSpec:
+        axes = {"objective": self.objectives, "backbone": self.backbones, "dataset": self.datasets}
+        for axis, entries in axes.items():
+            labels = [entry.key for entry in entries]
+            duplicate = next((label for label in labels if labels.count(label) > 1), None)
+            if duplicate is not None:
+                raise ValueError(f"{axis} label {duplicate!r} appears twice; give entries distinct 'label's")
+        known = {axis: {entry.key for entry in entries} for axis, entries in axes.items()}
+        known["seed"] = {str(seed) for seed in self.seeds}
+        for i, override in enumerate(self.overrides):
+            for axis in _MATCH_KEYS:
+                for value in override.values(axis) or []:
+                    if value not in known[axis]:
+                        raise ValueError(
+                            f"overrides[{i}].match.{axis}: {value!r} is not in the grid "
+                            f"(labels: {', '.join(sorted(known[axis]))})"
+                        )
+        # The shared part must be a valid run configuration on its own (names and options are checked
+        # per cell, once the plugins are loaded).
+        try:
+            RunConfig.model_validate({**self.base, "evaluators": self.evaluators})
+        except ValidationError as exc:
+            raise ValueError(describe_validation_error(exc, prefix="base", model=RunConfig)) from None
+        return self
+
+    def cells(self) -> list[GridCell]:
+        """Expand the grid: one cell per (objective, backbone, dataset, seed), in that nesting order."""
+        return list(self._iter_cells())
+
+    def _iter_cells(self) -> Iterator[GridCell]:
+        product = itertools.product(self.objectives, self.backbones, self.datasets, self.seeds)
+        for index, (objective, backbone, dataset, seed) in enumerate(product):
+            cell = GridCell(
+                index=index,
+                objective=objective,
+                backbone=backbone,
+                dataset=dataset,
+                seed=seed,
+                base=self.base,
+                evaluators=tuple(self.evaluators),
+                sets=(),
+            )
+            sets = [*self.set, *objective.set, *backbone.set, *dataset.set]
+            for override in self.overrides:
+                if override.matches(cell):
+                    sets.extend(override.set)
+            yield replace(cell, sets=tuple(sets))
+
+    @property
+    def n_cells(self) -> int:
+        """Number of cells (runs) in the grid."""
+        return len(self.objectives) * len(self.backbones) * len(self.datasets) * len(self.seeds)
+
+
+def load_grid(path: str | Path) -> GridSpec:
+    """Read and validate a grid file.
+
+    Args:
+        path: The YAML grid file.
+
+    Returns:
+        The validated grid; its ``name`` defaults to the file stem.
+
+    Raises:
+        ConfigError: The file is missing, not YAML, or not a valid grid; one line naming the file and key.
+    """
+    path = Path(path)
+    data = read_yaml_config(path)
+    try:
+        spec = GridSpec.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"grid file {path}: {_describe(exc)}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"grid file {path}: {exc}") from None
+    if spec.name is None:
+        spec = spec.model_copy(update={"name": path.stem})
+    return spec
+
+
+def _describe(exc: ValidationError) -> str:
+    """One line for the first problems: ``key: message``, with pydantic's wording trimmed."""
+    parts = []
+    for error in exc.errors()[:3]:
+        loc = ".".join(str(p) for p in error["loc"])
+        message = str(error["msg"]).replace("Value error, ", "")
+        if error["type"] == "extra_forbidden":
+            parts.append(f"unknown key '{loc}'")
+        elif loc:
+            parts.append(f"{loc}: {message}")
+        else:
+            parts.append(message)
+    more = len(exc.errors()) - len(parts)
+    return "; ".join(parts) + (f"; ... and {more} more" if more > 0 else "")
