@@ -24,6 +24,7 @@ from dssl.errors import ConfigError, DsslError, RunFailedError
 from dssl.host import PluginHost
 from dssl.results import EvaluationResult, RunInfo, RunResults
 from dssl.tracking.leaderboard import METHOD_TAG
+from dssl.tracking.mlflow_tracker import OUTPUT_DIR_TAG
 
 
 @dataclass
@@ -171,7 +172,7 @@ class _NoTracker:
         raise AttributeError(name)
 
 
-def _tracker(config: RunConfig) -> Any:
+def _tracker(config: RunConfig, *, resume_run_id: str | None = None) -> Any:
     if not config.tracking.enabled:
         return _NoTracker()
     from dssl.tracking.mlflow_tracker import MlflowTracker
@@ -180,6 +181,7 @@ def _tracker(config: RunConfig) -> Any:
         tracking_uri=config.tracking.uri,
         experiment=config.tracking.experiment,
         run_name=config.tracking.run_name or f"{config.objective.name}-{config.backbone.name}-s{config.seed}",
+        resume_run_id=resume_run_id,
     )
 
 
@@ -205,12 +207,60 @@ def run_params(config: RunConfig) -> dict[str, Any]:
 
 def run_bench(config: RunConfig, *, host: PluginHost, console: Any = None) -> RunResults:
     """Build, train, evaluate and log one run; returns its results (also written as results.json)."""
-    from rich.console import Console
-
-    console = console or Console(stderr=True)
     built = build_run(config, host)
     run_dir = Path(config.output_dir) / time.strftime("%Y%m%d-%H%M%S") / f"{config.objective.name}-s{config.seed}"
-    tracker = _tracker(config)
+    return _execute(built, _tracker(config), host, run_dir, console=console, resume=None)
+
+
+@dataclass
+class ResumePoint:
+    """An interrupted run found by :func:`find_resume_point`: where it lives and what it had done."""
+
+    run_id: str | None
+    run_dir: Path
+    config: RunConfig
+    checkpoint: dict[str, Any]
+
+    @property
+    def step(self) -> int:
+        """Optimiser steps the checkpoint holds."""
+        return int(self.checkpoint["step"])
+
+
+def resume_bench(target: str, *, host: PluginHost, tracking_uri: str | None = None, console: Any = None) -> RunResults:
+    """Continue an interrupted run from its last checkpoint, in the same MLflow run.
+
+    Args:
+        target: The MLflow run id, or the run's local folder (the one holding ``checkpoints/last.pt``).
+        host: Plugin host that builds the components.
+        tracking_uri: Where the run is tracked; default: the run's own URI, else :func:`default_tracking_uri`.
+        console: Rich console for progress and the results table.
+
+    Returns:
+        The results of the whole run, identical on the CPU to those of an uninterrupted run.
+
+    Raises:
+        UsageError: Unknown run, finished run, run without checkpoint, unreadable checkpoint.
+    """
+    point = find_resume_point(target, host=host, tracking_uri=tracking_uri)
+    built = build_run(point.config, host)
+    tracker = _tracker(point.config, resume_run_id=point.run_id)
+    return _execute(built, tracker, host, point.run_dir, console=console, resume=point)
+
+
+def _execute(
+    built: BuiltRun,
+    tracker: Any,
+    host: PluginHost,
+    run_dir: Path,
+    *,
+    console: Any,
+    resume: ResumePoint | None,
+) -> RunResults:
+    from rich.console import Console
+
+    config = built.config
+    console = console or Console(stderr=True)
     started = time.perf_counter()
     status = "FAILED"
     results: RunResults | None = None
@@ -218,17 +268,24 @@ def run_bench(config: RunConfig, *, host: PluginHost, console: Any = None) -> Ru
     try:
         with tracker:
             info = tracker.info.model_copy(update={"output_dir": str(run_dir)})
-            if tracker.run_id:
+            if resume is None and tracker.run_id:
                 run_dir = run_dir.parent / tracker.run_id
                 info.output_dir = str(run_dir)
             run_dir.mkdir(parents=True, exist_ok=True)
-            _start_logging(tracker, built, run_dir)
+            if resume is None:
+                _start_logging(tracker, built, run_dir)
+                (run_dir / RUN_INFO_FILE).write_text(info.model_dump_json(indent=2) + "\n")
+                verb = "dssl bench"
+            else:
+                tracker.set_tags({"dssl.resumed_from_step": str(resume.step)})
+                verb = f"dssl bench --resume (step {resume.step})"
             host.hook.dssl_run_started(run=info, config=config.to_dict())
             console.print(
-                f"[bold]dssl bench[/] {config.objective.name} on {config.backbone.name}, "
+                f"[bold]{verb}[/] {config.objective.name} on {config.backbone.name}, "
                 f"{config.dataset.name}, {built.device}, {config.optim.steps} steps — {built.init_report}"
             )
-            trainer, summary = _train(built, tracker, host, info, run_dir, console)
+            checkpoint_state = resume.checkpoint if resume is not None else None
+            trainer, summary = _train(built, tracker, host, info, run_dir, console, checkpoint_state)
             checkpoint = _save_checkpoints(built, trainer, run_dir, tracker)
             evaluations = _evaluate(built, tracker, host, info, console)
             results = RunResults(
@@ -257,6 +314,121 @@ def run_bench(config: RunConfig, *, host: PluginHost, console: Any = None) -> Ru
     return results
 
 
+#: Written into a run's folder when it starts: its MLflow identity, so that ``--resume FOLDER`` finds the run.
+RUN_INFO_FILE = "run.json"
+
+
+def find_resume_point(target: str, *, host: PluginHost, tracking_uri: str | None = None) -> ResumePoint:
+    """Locate an interrupted run, its configuration and its last checkpoint.
+
+    Args:
+        target: The MLflow run id, or the run's local folder (or its ``checkpoints/last.pt``).
+        host: Plugin host used to validate the run's configuration.
+        tracking_uri: Tracking URI overriding the one the run recorded.
+
+    Returns:
+        The run's identity, folder, configuration (with ``tracking_uri`` applied) and checkpoint.
+
+    Raises:
+        UsageError: Unknown run id or folder, a run that already finished, no or an unreadable checkpoint.
+    """
+    import yaml
+
+    from dssl.errors import UsageError
+
+    path = Path(target).expanduser()
+    run_id: str | None
+    if path.exists():
+        run_dir = path.parent.parent if path.is_file() and path.parent.name == "checkpoints" else path
+        if not run_dir.is_dir():
+            raise UsageError(f"--resume {target}: expected a run folder (holding checkpoints/last.pt) or a run id")
+        recorded = RunInfo()
+        if (run_dir / RUN_INFO_FILE).is_file():
+            recorded = RunInfo.model_validate_json((run_dir / RUN_INFO_FILE).read_text())
+        run_id = recorded.run_id
+        tracking_uri = tracking_uri or recorded.tracking_uri
+        if run_id is not None:
+            _check_resumable_run(run_id, tracking_uri, target)
+    else:
+        run_id = target
+        run = _check_resumable_run(run_id, tracking_uri, target)
+        folder = run.data.tags.get(OUTPUT_DIR_TAG)
+        if not folder:
+            raise UsageError(
+                f"--resume {target}: the run records no local folder ({OUTPUT_DIR_TAG} tag); nothing to resume"
+            )
+        run_dir = Path(folder)
+    if (run_dir / "results.json").is_file():
+        raise UsageError(f"--resume {target}: the run finished ({run_dir / 'results.json'} exists); nothing to resume")
+    last = run_dir / "checkpoints" / "last.pt"
+    # A crash while a checkpoint was being written leaves only the temporary file torn; last.pt is whole.
+    with contextlib.suppress(OSError):
+        last.with_suffix(last.suffix + ".tmp").unlink()
+    if not last.is_file():
+        raise UsageError(
+            f"--resume {target}: no checkpoint at {last} (set checkpoint_every to checkpoint during training)"
+        )
+    try:
+        checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for a truncated or foreign file
+        raise UsageError(f"--resume {target}: cannot read {last}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(checkpoint, dict) or not {"step", "objective", "optimizer", "rng"} <= checkpoint.keys():
+        raise UsageError(f"--resume {target}: {last} is not a resumable training checkpoint (older dssl?)")
+    config_file = run_dir / "config.yaml"
+    if config_file.is_file():
+        data = yaml.safe_load(config_file.read_text())
+    elif run_id is not None:
+        data = yaml.safe_load(_download_text(run_id, "config.yaml", tracking_uri))
+    else:
+        raise UsageError(f"--resume {target}: {config_file} is missing")
+    try:
+        config = RunConfig.model_validate(data)
+    except Exception as exc:
+        raise ConfigError(f"--resume {target}: the run's config.yaml is not valid: {exc}") from None
+    if tracking_uri is not None:
+        config.tracking.uri = tracking_uri
+    if run_id is None:
+        config.tracking.enabled = False  # the run was not tracked; its resumption is not either
+    from dssl.config import validate_components
+
+    config = validate_components(config, host)
+    fingerprint = checkpoint.get("fingerprint")
+    if fingerprint is not None and fingerprint != config.fingerprint():
+        raise UsageError(f"--resume {target}: {last} was written by another configuration than config.yaml")
+    return ResumePoint(run_id=run_id, run_dir=run_dir, config=config, checkpoint=checkpoint)
+
+
+def _check_resumable_run(run_id: str, tracking_uri: str | None, target: str) -> Any:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from dssl.errors import UsageError
+    from dssl.tracking.mlflow_tracker import default_tracking_uri
+
+    uri = tracking_uri or default_tracking_uri()
+    try:
+        run = MlflowClient(tracking_uri=uri).get_run(run_id)
+    except MlflowException:
+        raise UsageError(f"--resume {target}: no run folder and no MLflow run with that id in {uri}") from None
+    if run.info.status == "FINISHED":
+        raise UsageError(f"--resume {target}: MLflow run {run_id} is FINISHED; nothing to resume")
+    return run
+
+
+def _download_text(run_id: str, artifact: str, tracking_uri: str | None) -> str:
+    from mlflow import MlflowClient
+
+    from dssl.errors import UsageError
+    from dssl.tracking.mlflow_tracker import default_tracking_uri
+
+    uri = tracking_uri or default_tracking_uri()
+    try:
+        local = MlflowClient(tracking_uri=uri).download_artifacts(run_id, artifact)
+    except Exception as exc:
+        raise UsageError(f"cannot fetch {artifact} of MLflow run {run_id}: {exc}") from None
+    return Path(local).read_text()
+
+
 def _start_logging(tracker: Any, built: BuiltRun, run_dir: Path) -> None:
     from dssl.tracking.mlflow_tracker import environment_tags
 
@@ -267,13 +439,22 @@ def _start_logging(tracker: Any, built: BuiltRun, run_dir: Path) -> None:
         environment_tags(device=str(built.device), plugins=built.plugins)
         | {"dssl.init": built.init_report[:500], METHOD_TAG: method}
     )
+    tracker.set_tags({OUTPUT_DIR_TAG: str(run_dir.resolve())})
     tracker.log_dict(config.to_dict(), "config.yaml")
     import yaml
 
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
-def _train(built: BuiltRun, tracker: Any, host: PluginHost, info: RunInfo, run_dir: Path, console: Any) -> Any:
+def _train(
+    built: BuiltRun,
+    tracker: Any,
+    host: PluginHost,
+    info: RunInfo,
+    run_dir: Path,
+    console: Any,
+    checkpoint: Mapping[str, Any] | None = None,
+) -> Any:
     from dssl.augment.multicrop import collate_views
     from dssl.engine.loader import training_loader
     from dssl.engine.progress import TrainingProgress
@@ -295,7 +476,11 @@ def _train(built: BuiltRun, tracker: Any, host: PluginHost, info: RunInfo, run_d
         checkpoint_every=config.checkpoint_every,
         compile=config.compile,
     )
-    trainer.on_checkpoint = lambda step: _write_atomic(trainer.state_dict(step), run_dir / "checkpoints" / "last.pt")
+    trainer.on_checkpoint = lambda step: _write_atomic(
+        _full_state(built, trainer, step), run_dir / "checkpoints" / "last.pt"
+    )
+    if checkpoint is not None:
+        trainer.load_state_dict(checkpoint)
     loader = training_loader(
         built.train_set,
         built.augmentation,
@@ -304,24 +489,46 @@ def _train(built: BuiltRun, tracker: Any, host: PluginHost, info: RunInfo, run_d
         num_workers=config.optim.num_workers,
         collate=collate_views,
         pin_memory=built.device.type == "cuda",
+        start_step=trainer.start_step,
     )
     with TrainingProgress(config.optim.steps, description="train", every=config.log_every, console=console) as bar:
         summary = trainer.fit(loader, progress=bar)
     return trainer, summary
 
 
+def _full_state(built: BuiltRun, trainer: Any, step: int) -> dict[str, Any]:
+    """The trainer's resumable state plus the fingerprint of the configuration that wrote it."""
+    return trainer.state_dict(step) | {"fingerprint": built.config.fingerprint()}
+
+
 def _write_atomic(state: Mapping[str, Any], path: Path) -> Path:
+    """Write a checkpoint so that ``path`` is always whole: the old file or the new one, never a torn one.
+
+    The state goes to ``<path>.tmp``, is flushed to disk, then renamed over ``path`` (atomic on POSIX);
+    a crash mid-write leaves only the temporary file torn, which resuming ignores.
+    """
+    import os
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(dict(state), tmp)
+    with open(tmp, "wb") as handle:
+        torch.save(dict(state), handle)
+        handle.flush()
+        os.fsync(handle.fileno())
     tmp.replace(path)
+    with contextlib.suppress(OSError):  # make the rename itself durable (not possible on every platform)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
     return path
 
 
 def _save_checkpoints(built: BuiltRun, trainer: Any, run_dir: Path, tracker: Any) -> Path:
     from dssl.backbones.checkpoint import save_backbone
 
-    full = _write_atomic(trainer.state_dict(built.config.optim.steps), run_dir / "checkpoints" / "last.pt")
+    full = _write_atomic(_full_state(built, trainer, built.config.optim.steps), run_dir / "checkpoints" / "last.pt")
     backbone_path = save_backbone(
         built.objective.eval_backbone(),  # type: ignore[operator]
         run_dir / "checkpoints" / "backbone.pt",

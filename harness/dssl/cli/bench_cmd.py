@@ -41,6 +41,12 @@ from dssl.cli.context import host_from_context
 @click.option("--run-name", help="MLflow run name.")
 @click.option("--no-tracking", is_flag=True, help="Do not log to MLflow.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved configuration and exit.")
+@click.option(
+    "--resume",
+    metavar="RUN_ID|FOLDER",
+    help="Continue an interrupted run from its last checkpoint, in the same MLflow run and with its own "
+    "configuration (only --tracking-uri may be added).",
+)
 @click.pass_context
 def bench(ctx: click.Context, **params: object) -> None:
     """Train a backbone with an objective, evaluate its frozen dense features, log the run.
@@ -52,6 +58,9 @@ def bench(ctx: click.Context, **params: object) -> None:
     from dssl.config import resolve_config
 
     host = host_from_context(ctx)
+    if params["resume"] is not None:
+        _resume(ctx, params)
+        return
     cli_keys = {
         "objective.name": params["objective"],
         "backbone.name": params["backbone"],
@@ -84,3 +93,28 @@ def bench(ctx: click.Context, **params: object) -> None:
     from dssl.api import run
 
     run(config, host=host)
+
+
+#: Flags that may accompany ``--resume``: where the run is tracked, nothing that changes the run.
+_RESUME_ALLOWED = {"resume", "tracking_uri"}
+
+
+def _resume(ctx: click.Context, params: dict[str, object]) -> None:
+    """``dssl bench --resume``: the run's own configuration, so any flag that would change it is refused."""
+    from dssl.errors import UsageError
+
+    flags = {p.name: max(p.opts, key=len) for p in ctx.command.params if p.name is not None}
+    given = [
+        flags.get(name, name)
+        for name, value in params.items()
+        if name not in _RESUME_ALLOWED and value not in (None, False, ())
+    ]
+    if given:
+        raise UsageError(
+            f"--resume continues the run with its own configuration; drop {', '.join(given)} "
+            "(only --tracking-uri may be given)"
+        )
+    from dssl.runner import resume_bench
+
+    tracking_uri = params["tracking_uri"]
+    resume_bench(str(params["resume"]), host=host_from_context(ctx), tracking_uri=tracking_uri)  # type: ignore[arg-type]

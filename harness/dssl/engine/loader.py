@@ -1,7 +1,9 @@
 """Training data: dataset images turned into views, with randomness that depends only on the seed.
 
 Each drawn sample gets its own ``torch.Generator`` seeded from ``(seed, draw number)``, so the views of
-step ``s`` are identical whatever the number of DataLoader workers or the order they run in.
+step ``s`` are identical whatever the number of DataLoader workers or the order they run in. The order of
+the samples is a permutation seeded from ``(seed, epoch)``, so a resumed run starts the sampler at its
+draw count (``start_step * batch_size``) and sees exactly the batches of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -16,21 +18,32 @@ from dssl.engine.seeding import derive_seed
 
 
 class EndlessSampler(Sampler[tuple[int, int]]):
-    """Yields ``(dataset index, draw number)`` forever: a fresh seeded permutation per epoch."""
+    """Yields ``(dataset index, draw number)`` forever: a fresh seeded permutation per epoch.
 
-    def __init__(self, length: int, seed: int) -> None:
+    Args:
+        length: Number of samples in the dataset.
+        seed: Run seed; epoch ``e`` is ordered by a permutation seeded from ``(seed, e)``.
+        start: Draws to skip (a resumed run passes ``steps done * batch size``); the draws that follow
+            are exactly those an uninterrupted sampler would yield from that point.
+    """
+
+    def __init__(self, length: int, seed: int, start: int = 0) -> None:
+        if start < 0:
+            raise ValueError(f"start must be >= 0, got {start}")
         self.length = length
         self.seed = seed
+        self.start = start
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        draw = 0
-        epoch = 0
+        epoch, offset = divmod(self.start, self.length)
+        draw = self.start
         while True:
             generator = torch.Generator().manual_seed(derive_seed(self.seed, epoch))
-            for index in torch.randperm(self.length, generator=generator).tolist():
+            for index in torch.randperm(self.length, generator=generator).tolist()[offset:]:
                 yield index, draw
                 draw += 1
             epoch += 1
+            offset = 0
 
 
 class ViewDataset(Dataset):
@@ -59,8 +72,20 @@ def training_loader(
     num_workers: int,
     collate: Callable[[list[Any]], Any],
     pin_memory: bool,
+    start_step: int = 0,
 ) -> DataLoader:
-    """An endless loader of collated view batches."""
+    """An endless loader of collated view batches.
+
+    Args:
+        dataset: Images (``dataset[i]["image"]``).
+        augmentation: Turns one image into views; called with a per-draw ``generator``.
+        batch_size: Images per batch (incomplete batches never happen: the loader is endless).
+        seed: Run seed; fixes the sample order and every view.
+        num_workers: DataLoader worker processes.
+        collate: Turns a list of views into one batch.
+        pin_memory: Pin host memory (CUDA).
+        start_step: Batches already consumed (a resumed run); the first batch is the one of this step.
+    """
     if len(dataset) < batch_size:  # type: ignore[arg-type]
         from dssl.errors import ConfigError
 
@@ -70,7 +95,7 @@ def training_loader(
     return DataLoader(
         ViewDataset(dataset, augmentation, seed),
         batch_size=batch_size,
-        sampler=EndlessSampler(len(dataset), seed),  # type: ignore[arg-type]
+        sampler=EndlessSampler(len(dataset), seed, start=start_step * batch_size),  # type: ignore[arg-type]
         num_workers=num_workers,
         collate_fn=collate,
         pin_memory=pin_memory,

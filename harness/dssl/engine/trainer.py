@@ -21,6 +21,9 @@ from dssl.config import OptimConfig
 from dssl.errors import RunFailedError
 from dssl.layers.schedules import cosine_schedule
 
+#: Version of the layout of :meth:`Trainer.state_dict` (``checkpoints/last.pt``).
+CHECKPOINT_FORMAT = 1
+
 
 class NonFiniteLossError(RunFailedError):
     """The loss became NaN or infinite; the run stops and is marked FAILED."""
@@ -118,6 +121,12 @@ class Trainer:
         self.wd_schedule = cosine_schedule(optim.weight_decay, optim.weight_decay_end, total)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         self.start_step = 0
+        # Set by load_state_dict: restored when fit starts (after the loader's iterator is created, since
+        # creating it draws from torch's global generator), and the metric window the checkpoint held.
+        self._resume_rng: Mapping[str, Any] | None = None
+        self._window_sums: dict[str, float] = {}
+        self._window_count = 0
+        self._last_metrics: dict[str, float] = {}
 
     def _set_schedules(self, step: int) -> None:
         lr = float(self.lr_schedule[min(step, len(self.lr_schedule) - 1)])
@@ -132,18 +141,33 @@ class Trainer:
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
     def fit(self, batches: Iterable[Any], *, progress: Any = None) -> TrainingSummary:
-        """Run from :attr:`start_step` to ``optim.steps``; raises :class:`NonFiniteLossError`."""
+        """Run from :attr:`start_step` to ``optim.steps``; raises :class:`NonFiniteLossError`.
+
+        Args:
+            batches: An endless iterable of view batches; after :meth:`load_state_dict` it must start at
+                the batch of :attr:`start_step` (``training_loader(..., start_step=...)``).
+            progress: Optional progress display.
+
+        Returns:
+            The summary; ``final_metrics`` are those of the last log window.
+        """
         objective = self.objective
         objective.train()
         total = self.optim.steps
-        sums: dict[str, torch.Tensor] = {}
-        count = 0
+        sums: dict[str, Any] = dict(self._window_sums)
+        count = self._window_count
         images = 0
         check_every = 1 if self.device.type == "cpu" else self.log_every
         first_bad = torch.full((), total, dtype=torch.long, device=self.device)
         started = window_start = time.perf_counter()
-        last_metrics: dict[str, float] = {}
+        last_metrics: dict[str, float] = dict(self._last_metrics)
         iterator = iter(batches)
+        if self._resume_rng is not None:
+            from dssl.engine.seeding import set_rng_state
+
+            set_rng_state(self._resume_rng)
+            self._resume_rng = None
+        self._sums, self._count, self._last = sums, count, last_metrics
         for step in range(self.start_step, total):
             batch = next(iterator).to(self.device, non_blocking=True)
             self._set_schedules(step)
@@ -177,6 +201,7 @@ class Trainer:
                 if isinstance(value, torch.Tensor) and value.numel() == 1:
                     sums[key] = sums.get(key, 0) + value.detach().float()
             count += 1
+            self._sums, self._count = sums, count
             images += batch.crops[0].shape[0]
             done = step + 1
             if done % self.log_every == 0 or done == total:
@@ -193,6 +218,7 @@ class Trainer:
                 if progress is not None:
                     progress.update(done, {"loss": last_metrics["loss"]}, rate)
                 sums, count, images, window_start = {}, 0, 0, now
+                self._last = last_metrics
             elif progress is not None and progress.interactive:
                 progress.update(done, {"loss": float(loss.detach())} if self.device.type == "cpu" else {}, None)
             if self.checkpoint_every and done % self.checkpoint_every == 0 and done != total and self.on_checkpoint:
@@ -207,9 +233,55 @@ class Trainer:
         )
 
     def state_dict(self, step: int) -> dict[str, Any]:
+        """Everything a resumed run needs to continue exactly after ``step`` steps.
+
+        Call it between steps (``on_checkpoint``) or after :meth:`fit`: it holds the objective's state
+        (student, teacher, centres, queues), the optimiser and grad-scaler states, the global random
+        generators and the partly accumulated metric window, so that a run resumed from it logs the
+        same metrics as one never interrupted.
+
+        Args:
+            step: Optimiser steps done.
+
+        Returns:
+            A mapping that ``torch.save`` writes and ``torch.load(weights_only=True)`` reads back.
+        """
+        from dssl.engine.seeding import rng_state
+
+        sums = getattr(self, "_sums", self._window_sums)
         return {
+            "format": CHECKPOINT_FORMAT,
             "step": step,
             "objective": self.objective.state_for_checkpoint(),  # type: ignore[operator]
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "rng": rng_state(),
+            "metrics": {
+                "window_sums": {k: float(v) for k, v in sums.items()},
+                "window_count": int(getattr(self, "_count", self._window_count)),
+                "last": dict(getattr(self, "_last", self._last_metrics)),
+            },
         }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict` so that :meth:`fit` continues at step ``state["step"]``.
+
+        Args:
+            state: What :meth:`state_dict` returned (read back from a checkpoint).
+
+        Raises:
+            ValueError: The checkpoint lacks what resuming needs (an older format, or a backbone-only file).
+        """
+        missing = [key for key in ("step", "objective", "optimizer", "rng") if key not in state]
+        if missing:
+            raise ValueError(f"not a resumable training checkpoint (missing {', '.join(missing)})")
+        self.objective.load_checkpoint_state(state["objective"])  # type: ignore[operator]
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler is not None and state.get("scaler") is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        self.start_step = int(state["step"])
+        self._resume_rng = state["rng"]
+        metrics = state.get("metrics") or {}
+        self._window_sums = {k: float(v) for k, v in (metrics.get("window_sums") or {}).items()}
+        self._window_count = int(metrics.get("window_count", 0))
+        self._last_metrics = {k: float(v) for k, v in (metrics.get("last") or {}).items()}

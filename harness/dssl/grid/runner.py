@@ -4,9 +4,12 @@ Every cell's configuration is resolved with :func:`dssl.api.resolve` (the preced
 before anything runs, so a bad cell stops the grid with a configuration error (exit code 2) up front.
 A cell is identified by :meth:`dssl.config.RunConfig.fingerprint` (everything that changes the numbers),
 stored on its MLflow run as the ``dssl.fingerprint`` tag: a cell whose fingerprint has a ``FINISHED`` run
-in the experiment is skipped. The grid is one MLflow parent run (named after the grid, tag
-``dssl.grid``) with one child run per cell. A failing cell is recorded as a ``FAILED`` child run (tag
-``dssl.error``) and the grid goes on; the grid then ends with :class:`~dssl.errors.RunFailedError`.
+in the experiment is skipped. A cell whose latest unfinished run (``RUNNING``, ``FAILED`` or ``KILLED``:
+a crash, a kill, Ctrl-C) left a local ``checkpoints/last.pt`` is resumed from it in that same run
+(:func:`dssl.runner.resume_bench`), which moves under the new grid run. The grid is one MLflow parent
+run (named after the grid, tag ``dssl.grid``) with one child run per cell. A failing cell is recorded as a
+``FAILED`` child run (tag ``dssl.error``) and the grid goes on; the grid then ends with
+:class:`~dssl.errors.RunFailedError`.
 
 The grid's evaluators replace a preset's: evaluator options that a preset gives for evaluators the grid
 does not run (e.g. STELLAR's ``gpu`` preset configures ``knn`` and ``linear_cls``) are left out.
@@ -79,6 +82,7 @@ class PlannedCell:
         run_id: The MLflow run of the cell (the earlier one when skipped).
         error: The error message of a failed cell.
         seconds: Wall time of the cell when it ran now.
+        resume_run_id: An interrupted run of the cell, with a local checkpoint, that a pending cell continues.
     """
 
     cell: GridCell
@@ -88,6 +92,7 @@ class PlannedCell:
     run_id: str | None = None
     error: str | None = None
     seconds: float | None = None
+    resume_run_id: str | None = None
 
     @property
     def report(self) -> str:
@@ -98,6 +103,8 @@ class PlannedCell:
             return f"finished in {self.seconds or 0:.0f} s (run {self.run_id})"
         if self.status == "failed":
             return f"FAILED: {self.error}" + (f" (run {self.run_id})" if self.run_id else "")
+        if self.status == "pending" and self.resume_run_id:
+            return f"pending (resumes run {self.resume_run_id})"
         return self.status
 
 
@@ -177,6 +184,11 @@ def plan_grid(
     for item in planned:
         if item.fingerprint in finished:
             item.status, item.run_id = "done", finished[item.fingerprint]
+    pending = {p.fingerprint for p in planned if p.status == "pending"}
+    resumable = _resumable_runs_by_fingerprint(tracking_uri, experiment, pending)
+    for item in planned:
+        if item.status == "pending":
+            item.resume_run_id = resumable.get(item.fingerprint)
     return planned
 
 
@@ -236,6 +248,38 @@ def _finished_runs_by_fingerprint(tracking_uri: str, experiment: str, fingerprin
         if fingerprint in fingerprints and fingerprint not in latest:
             latest[fingerprint] = run.info.run_id
     return latest
+
+
+def _resumable_runs_by_fingerprint(tracking_uri: str, experiment: str, fingerprints: set[str]) -> dict[str, str]:
+    """Fingerprint -> id of its latest interrupted run that left a local checkpoint to resume from.
+
+    Args:
+        tracking_uri: MLflow tracking URI.
+        experiment: MLflow experiment of the grid.
+        fingerprints: The cells to look for (those without a finished run).
+
+    Returns:
+        Only runs whose status is ``RUNNING``, ``FAILED`` or ``KILLED``, whose folder (tag
+        ``dssl.output_dir``) holds ``checkpoints/last.pt`` and no ``results.json``.
+    """
+    from dssl.tracking.mlflow_tracker import OUTPUT_DIR_TAG
+
+    client = _client(tracking_uri, create=False)
+    if client is None or not fingerprints:
+        return {}
+    found: dict[str, str] = {}
+    for run in _search(client, experiment, ""):  # newest first
+        fingerprint = run.data.tags.get(FINGERPRINT_TAG)
+        if fingerprint not in fingerprints or fingerprint in found:
+            continue
+        if run.info.status not in ("RUNNING", "FAILED", "KILLED"):
+            continue
+        folder = run.data.tags.get(OUTPUT_DIR_TAG)
+        if not folder:
+            continue
+        if (Path(folder) / "checkpoints" / "last.pt").is_file() and not (Path(folder) / "results.json").exists():
+            found[fingerprint] = run.info.run_id
+    return found
 
 
 # -- running ----------------------------------------------------------------------------------------------
@@ -364,7 +408,12 @@ def _cell_executor(
             LABEL_TAG: item.cell.objective.key,
             ATTEMPT_TAG: uuid.uuid4().hex,
         }
-        console.print(escape(f"  {_cell_title(item)}: running ({item.fingerprint})"), soft_wrap=True)
+        if item.resume_run_id:
+            _adopt(tracking_uri, item.resume_run_id, parent_run_id, tags)
+            doing = f"resuming run {item.resume_run_id}"
+        else:
+            doing = "running"
+        console.print(escape(f"  {_cell_title(item)}: {doing} ({item.fingerprint})"), soft_wrap=True)
         started = time.perf_counter()
         try:
             runner(item, parent_run_id=parent_run_id, tags=tags, host=host, plugins=plugins, parallel=parallel)
@@ -391,6 +440,15 @@ def _cell_executor(
     return execute
 
 
+def _adopt(tracking_uri: str, run_id: str, parent_run_id: str, tags: Mapping[str, str]) -> None:
+    """Move an interrupted run of a cell under this grid's run, with this attempt's tags."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    for key, value in {**tags, "mlflow.parentRunId": parent_run_id}.items():
+        client.set_tag(run_id, key, value)
+
+
 def _error_text(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return text.removesuffix(" (use --debug for the traceback)")
@@ -404,9 +462,12 @@ def _run_in_process(
     host: PluginHost,
     **_: Any,
 ) -> None:
-    from dssl.runner import run_bench
+    from dssl.runner import resume_bench, run_bench
     from dssl.tracking.mlflow_tracker import nested_runs
 
+    if item.resume_run_id:
+        resume_bench(item.resume_run_id, host=host, tracking_uri=item.config.tracking.uri)
+        return
     with nested_runs(parent_run_id, tags):
         run_bench(item.config, host=host)
 
@@ -435,7 +496,7 @@ def _run_spawned(
         error_path = Path(tmp) / "error.txt"
         process = multiprocessing.get_context("spawn").Process(
             target=_cell_worker,
-            args=(item.config.to_dict(), env, str(log_path), dict(plugins), str(error_path)),
+            args=(item.config.to_dict(), env, str(log_path), dict(plugins), str(error_path), item.resume_run_id),
             name=f"dssl-grid-{item.cell.index + 1}",
         )
         process.start()
@@ -452,9 +513,14 @@ def _run_spawned(
 
 
 def _cell_worker(
-    config: dict[str, Any], env: Mapping[str, str], log_path: str, plugins: Mapping[str, Any], error_path: str
+    config: dict[str, Any],
+    env: Mapping[str, str],
+    log_path: str,
+    plugins: Mapping[str, Any],
+    error_path: str,
+    resume_run_id: str | None = None,
 ) -> None:
-    """Entry point of a spawned cell process: run one resolved configuration, output to ``log_path``."""
+    """Entry point of a spawned cell process: run (or resume) one resolved configuration, output to ``log_path``."""
     os.environ.update(env)
     with open(log_path, "w") as log:
         sys.stdout.flush()
@@ -464,10 +530,14 @@ def _cell_worker(
         try:
             from dssl.config import RunConfig
             from dssl.host import get_host
-            from dssl.runner import run_bench
+            from dssl.runner import resume_bench, run_bench
 
             host = get_host(disabled=plugins.get("disabled", ()), strict=bool(plugins.get("strict")))
-            run_bench(RunConfig.model_validate(config), host=host)
+            resolved = RunConfig.model_validate(config)
+            if resume_run_id:
+                resume_bench(resume_run_id, host=host, tracking_uri=resolved.tracking.uri)
+            else:
+                run_bench(resolved, host=host)
         except BaseException as exc:
             Path(error_path).write_text(_error_text(exc))
             import traceback
@@ -716,7 +786,7 @@ def render_dry_run(cells: Sequence[PlannedCell], name: str) -> str:
     for column in ("#", "cell", "seed", "fingerprint", "status"):
         table.add_column(column)
     for item in cells:
-        status = f"done ({item.run_id})" if item.status == "done" else item.status
+        status = f"done ({item.run_id})" if item.status == "done" else item.report
         table.add_row(str(item.cell.index + 1), escape(item.cell.label), str(item.cell.seed), item.fingerprint, status)
     buffer = io.StringIO()
     Console(file=buffer, width=160, color_system=None, force_terminal=False, highlight=False).print(table)

@@ -73,6 +73,9 @@ _BAD_KEY_CHARS = re.compile(r"[^\w./\- ]")
 
 #: Environment variable naming the parent run of trackers created without ``parent_run_id``.
 PARENT_RUN_ENV = "DSSL_PARENT_RUN_ID"
+#: Tag holding the absolute path of a run's local folder, so that ``dssl bench --resume RUN_ID`` (and a
+#: rerun grid) finds its ``checkpoints/last.pt``.
+OUTPUT_DIR_TAG = "dssl.output_dir"
 #: Environment variable with extra tags (a JSON object) for trackers created in this process.
 RUN_TAGS_ENV = "DSSL_RUN_TAGS"
 
@@ -206,6 +209,9 @@ class MlflowTracker:
             configured by :func:`nested_runs` or ``$DSSL_PARENT_RUN_ID``, if any.
         tags: Tags set when the run is created, on top of those of :func:`nested_runs` /
             ``$DSSL_RUN_TAGS``.
+        resume_run_id: Reopen this existing run instead of creating one (``dssl bench --resume``): its
+            status goes back to ``RUNNING``, a stale ``dssl.error`` tag is removed, and it ends as usual.
+            ``experiment``, ``run_name``, ``parent_run_id`` and ``tags`` are then taken from the run.
 
     Example:
         >>> with MlflowTracker(experiment="dssl", run_name="dino-s0") as run:  # doctest: +SKIP
@@ -221,8 +227,10 @@ class MlflowTracker:
         run_name: str | None = None,
         parent_run_id: str | None = None,
         tags: Mapping[str, str] | None = None,
+        resume_run_id: str | None = None,
     ) -> None:
         self.tracking_uri = tracking_uri or default_tracking_uri()
+        self.resume_run_id = resume_run_id
         self.experiment = experiment
         self.run_name = run_name
         default_parent, default_tags = run_defaults()
@@ -241,6 +249,8 @@ class MlflowTracker:
         from mlflow import MlflowClient
 
         self.client = MlflowClient(tracking_uri=self.tracking_uri)
+        if self.resume_run_id is not None:
+            return self._reopen(self.resume_run_id)
         self.experiment_id = self._get_or_create_experiment()
         tags = {"mlflow.user": _user(), "mlflow.source.name": Path(sys.argv[0]).name or "python"}
         if self.parent_run_id:
@@ -283,6 +293,20 @@ class MlflowTracker:
                 raise
             logger.warning("could not mark MLflow run %s as %s", self._run_id, status, exc_info=True)
         return False
+
+    def _reopen(self, run_id: str) -> MlflowTracker:
+        assert self.client is not None
+        run = self.client.get_run(run_id)
+        self.experiment_id = run.info.experiment_id
+        self.experiment = self.client.get_experiment(run.info.experiment_id).name
+        self.run_name = run.info.run_name
+        self.parent_run_id = run.data.tags.get("mlflow.parentRunId")
+        if "dssl.error" in run.data.tags:
+            self.client.delete_tag(run_id, "dssl.error")
+        self.client.update_run(run_id, status="RUNNING")
+        self._run_id = run_id
+        self._nonfinite = {k for k in run.data.tags.get("dssl.nonfinite_metrics", "").split(",") if k}
+        return self
 
     def _get_or_create_experiment(self) -> str:
         from mlflow.exceptions import MlflowException

@@ -1,0 +1,280 @@
+"""Crash-safe resume: ``dssl bench --resume`` continues an interrupted run exactly, in the same MLflow run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+from dssl import api
+from dssl.cli.main import cli
+from dssl.engine.loader import EndlessSampler
+from dssl.errors import RunFailedError
+from dssl.results import RunResults
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+STEPS = 6
+
+
+def tiny_config(tmp_path: Path, **changes: Any) -> dict[str, Any]:
+    """6 steps of 2 images at 32 px, checkpoints every 2 steps, k-means on 16/8 images."""
+    config: dict[str, Any] = {
+        "device": "cpu",
+        "preset": "cpu",
+        "seed": 3,
+        "objective": {"name": "dino", "options": {"out_dim": 64, "hidden_dim": 32, "bottleneck_dim": 16}},
+        "backbone": {"name": "vit_t16"},
+        "dataset": {"name": "embedded", "options": {"size": 32, "num_train": 5, "num_val": 4}},
+        "eval_dataset": {"name": "embedded", "options": {"size": 32, "num_train": 16, "num_val": 8}},
+        "augmentation": {"options": {"global_size": 32, "local_size": 16, "n_local": 2}},
+        "evaluators": ["kmeans_seg"],
+        "evaluator_options": {"kmeans_seg": {"seeds": [0], "n_init": 1}},
+        "optim": {"steps": STEPS, "batch_size": 2, "warmup_steps": 1},
+        "log_every": 1,
+        "checkpoint_every": 2,
+        "output_dir": str(tmp_path / "runs"),
+        "tracking": {"uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "resume"},
+    }
+    return api.resolve(config | changes).to_dict()
+
+
+def write_config(tmp_path: Path, **changes: Any) -> Path:
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(tmp_path, **changes), sort_keys=False))
+    return path
+
+
+def client(tmp_path: Path) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+
+
+def only_runs(tmp_path: Path) -> list[Any]:
+    """The runs of the experiment, newest first."""
+    found = client(tmp_path).get_experiment_by_name("resume")
+    return list(client(tmp_path).search_runs([found.experiment_id], order_by=["attributes.start_time DESC"]))
+
+
+def only_run(tmp_path: Path) -> Any:
+    (run,) = only_runs(tmp_path)
+    return run
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(cli, list(args))
+
+
+def numbers(results: RunResults) -> dict[str, float]:
+    """The train loss and every evaluation metric of a run."""
+    found = {"train/loss": results.train["loss"]}
+    for evaluation in results.evaluations:
+        found |= {f"{evaluation.evaluator}/{k}": v.value for k, v in evaluation.metrics.items()}
+    return found
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, float]:
+    """The numbers of the same run, never interrupted."""
+    tmp_path = tmp_path_factory.mktemp("reference")
+    return numbers(api.run(api.resolve(write_config(tmp_path))))
+
+
+def fail_after(monkeypatch: pytest.MonkeyPatch, failing_step: int) -> None:
+    """Make the run crash in step ``failing_step`` (0-based), after the checkpoints before it."""
+    from dssl.objectives.dino import DINOObjective
+
+    original = DINOObjective.after_step
+
+    def after_step(self: Any, *, step: int) -> None:
+        if step == failing_step:
+            raise RuntimeError("simulated crash")
+        original(self, step=step)
+
+    monkeypatch.setattr(DINOObjective, "after_step", after_step)
+
+
+# -- the sampler -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("start", [0, 3, 5, 7, 12])
+def test_sampler_started_late_yields_the_same_draws(start):
+    full = EndlessSampler(5, seed=1)
+    late = EndlessSampler(5, seed=1, start=start)
+    expected = [d for _, d in zip(range(start + 11), full, strict=False)][start:]
+    assert [d for _, d in zip(range(11), late, strict=False)] == expected
+
+
+# -- resuming ----------------------------------------------------------------------------------------------
+
+
+def test_sigkilled_run_resumes_in_the_same_mlflow_run_with_the_same_numbers(tmp_path, reference):
+    config = write_config(tmp_path)
+    # The child sleeps after each step past the first checkpoint, so the kill lands mid-training.
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from dssl.objectives.dino import DINOObjective
+        original = DINOObjective.after_step
+        def after_step(self, *, step):
+            original(self, step=step)
+            if step >= 2:
+                time.sleep(1.0)
+        DINOObjective.after_step = after_step
+        from dssl.cli.main import cli
+        cli(["bench", "--config", {str(config)!r}])
+        """
+    )
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "OMP_NUM_THREADS": "1"}
+    child = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        last = None
+        while last is None:
+            assert child.poll() is None, "the run ended before it was killed"
+            assert time.monotonic() < deadline, "no checkpoint appeared"
+            last = next((tmp_path / "runs").glob("*/*/checkpoints/last.pt"), None)
+            time.sleep(0.02)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    step = torch.load(last, weights_only=True)["step"]
+    assert step in (2, 4)
+    run = only_run(tmp_path)
+    assert run.info.status == "RUNNING"  # SIGKILL left no chance to mark it
+
+    outcome = invoke("bench", "--resume", run.info.run_id, "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db")
+    assert outcome.exit_code == 0, outcome.output
+
+    resumed = RunResults.read(last.parent.parent / "results.json")
+    assert numbers(resumed) == pytest.approx(reference, abs=1e-6, rel=0)
+    after = only_run(tmp_path)  # still one run: the same one, now finished
+    assert after.info.run_id == run.info.run_id and after.info.status == "FINISHED"
+    assert after.data.tags["dssl.resumed_from_step"] == str(step)
+    history = client(tmp_path).get_metric_history(run.info.run_id, "train/loss")
+    assert {m.step for m in history} == set(range(1, STEPS + 1))
+    assert after.data.metrics["train/loss"] == pytest.approx(reference["train/loss"], abs=1e-6)
+
+
+def test_failed_run_resumes_from_its_folder_ignoring_a_torn_temporary_checkpoint(tmp_path, reference, monkeypatch):
+    config = api.resolve(write_config(tmp_path))
+    with monkeypatch.context() as patch:
+        fail_after(patch, failing_step=4)  # checkpoints after steps 2 and 4 exist
+        with pytest.raises(RunFailedError, match="simulated crash"):
+            api.run(config)
+    run = only_run(tmp_path)
+    assert run.info.status == "FAILED" and "dssl.error" in run.data.tags
+    (last,) = (tmp_path / "runs").glob("*/*/checkpoints/last.pt")
+    torn = last.with_suffix(".pt.tmp")
+    torn.write_bytes(b"PK\x03\x04 torn in the middle of a write")
+
+    outcome = invoke("bench", "--resume", str(last.parent.parent))
+    assert outcome.exit_code == 0, outcome.output
+    assert not torn.exists()
+    resumed = RunResults.read(last.parent.parent / "results.json")
+    assert numbers(resumed) == pytest.approx(reference, abs=1e-6, rel=0)
+    after = only_run(tmp_path)
+    assert after.info.run_id == run.info.run_id and after.info.status == "FINISHED"
+    assert "dssl.error" not in after.data.tags and after.data.tags["dssl.resumed_from_step"] == "4"
+
+
+# -- clear errors ------------------------------------------------------------------------------------------------
+
+
+def test_unknown_run_id_is_a_usage_error(tmp_path):
+    outcome = invoke("bench", "--resume", "0123456789abcdef", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db")
+    assert outcome.exit_code == 2
+    assert "no run folder and no MLflow run with that id" in outcome.output
+
+
+def test_run_without_checkpoint_and_finished_run_cannot_be_resumed(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    with monkeypatch.context() as patch:
+        fail_after(patch, failing_step=0)
+        with pytest.raises(RunFailedError):
+            api.run(api.resolve(write_config(tmp_path, checkpoint_every=0)))
+    failed = only_run(tmp_path)
+    outcome = invoke("bench", "--resume", failed.info.run_id, "--tracking-uri", uri)
+    assert outcome.exit_code == 2 and "no checkpoint at" in outcome.output
+
+    client(tmp_path).delete_run(failed.info.run_id)
+    finished = api.run(api.resolve(write_config(tmp_path, optim={"steps": 1, "batch_size": 2})))
+    outcome = invoke("bench", "--resume", finished.run.run_id, "--tracking-uri", uri)
+    assert outcome.exit_code == 2 and "is FINISHED; nothing to resume" in outcome.output
+    outcome = invoke("bench", "--resume", finished.run.output_dir)
+    assert outcome.exit_code == 2 and "is FINISHED; nothing to resume" in outcome.output
+
+
+def test_flags_that_change_the_run_are_refused_with_resume(tmp_path):
+    outcome = invoke("bench", "--resume", "abc", "--steps", "3", "--set", "seed=1")
+    assert outcome.exit_code == 2
+    assert outcome.output.count("\n") == 1
+    assert "drop --steps, --set" in outcome.output
+
+
+# -- grids ---------------------------------------------------------------------------------------------------
+
+
+def test_rerun_grid_resumes_an_interrupted_cell_in_its_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    base = {
+        "device": "cpu",
+        "preset": "cpu",
+        "optim": {"steps": STEPS, "batch_size": 2, "warmup_steps": 1},
+        "augmentation": {"options": {"global_size": 32, "local_size": 16, "n_local": 2}},
+        "eval_dataset": {"name": "embedded", "options": {"size": 32, "num_train": 16, "num_val": 8}},
+        "evaluator_options": {"kmeans_seg": {"seeds": [0], "n_init": 1}},
+        "checkpoint_every": 2,
+        "log_every": 1,
+        "output_dir": str(tmp_path / "runs"),
+    }
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(
+        yaml.safe_dump(
+            {
+                "base": base,
+                "set": ["objective.options.out_dim=64", "dataset.options.size=32", "dataset.options.num_train=5"],
+                "objectives": ["dino"],
+                "evaluators": ["kmeans_seg"],
+                "seeds": [0],
+            }
+        )
+    )
+    args = ["grid", str(grid), "--tracking-uri", uri, "--experiment", "resume"]
+    with monkeypatch.context() as patch:
+        fail_after(patch, failing_step=3)  # the checkpoint after step 2 exists
+        first = invoke(*args)
+    assert first.exit_code == 1, first.output
+    interrupted = [r for r in only_runs(tmp_path) if "dssl.grid.cell" in r.data.tags]
+    assert [r.info.status for r in interrupted] == ["FAILED"]
+    run_id = interrupted[0].info.run_id
+
+    assert f"resumes run {run_id}" in invoke(*args, "--dry-run").output
+    second = invoke(*args)
+    assert second.exit_code == 0, second.output
+    assert f"resuming run {run_id}" in second.output
+    runs = only_runs(tmp_path)
+    cells = [r for r in runs if "dssl.grid.cell" in r.data.tags]
+    assert [(r.info.run_id, r.info.status) for r in cells] == [(run_id, "FINISHED")]
+    assert cells[0].data.tags["dssl.resumed_from_step"] == "2"
+    newest_parent = next(r for r in runs if "dssl.grid.cell" not in r.data.tags)  # newest first
+    assert cells[0].data.tags["mlflow.parentRunId"] == newest_parent.info.run_id
