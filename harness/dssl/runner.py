@@ -9,6 +9,7 @@ logged so far kept.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -46,7 +47,9 @@ def resolve_device(requested: str) -> torch.device:
     if requested == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda was requested but no CUDA device is available (use --device cpu or auto)")
     if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and "LOCAL_RANK" in os.environ:  # torchrun: one GPU per local rank
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     return torch.device(requested)
 
 
@@ -58,9 +61,11 @@ def _options(entry: Any, values: Mapping[str, Any]) -> Any:
 def build_run(config: RunConfig, host: PluginHost) -> BuiltRun:
     """Build datasets, augmentation, backbone (with its initial weights) and objective."""
     from dssl.backbones.checkpoint import load_init
+    from dssl.engine.distributed import init_from_env
     from dssl.engine.seeding import seed_everything
 
     device = resolve_device(config.device)
+    init_from_env(device).local_batch_size(config.optim.batch_size)
     seed_everything(config.seed)
 
     dataset_entry = host.get("dataset", config.dataset.name)
@@ -68,14 +73,7 @@ def build_run(config: RunConfig, host: PluginHost) -> BuiltRun:
     build_dataset = dataset_entry.load()
     data_root = resolve_data_root(config.data_root)
     train_set = build_dataset(dataset_options, split="train", data_root=data_root)
-    if config.eval_dataset is None:
-        eval_train, eval_val = train_set, build_dataset(dataset_options, split="val", data_root=data_root)
-    else:
-        eval_entry = host.get("dataset", config.eval_dataset.name)
-        eval_options = _options(eval_entry, config.eval_dataset.options)
-        build_eval = eval_entry.load()
-        eval_train = build_eval(eval_options, split="train", data_root=data_root)
-        eval_val = build_eval(eval_options, split="val", data_root=data_root)
+    eval_train, eval_val = build_eval_datasets(config, host, train_set=train_set)
 
     assert config.augmentation.name is not None  # filled in by validate_components
     augmentation_entry = host.get("augmentation", config.augmentation.name)
@@ -86,16 +84,7 @@ def build_run(config: RunConfig, host: PluginHost) -> BuiltRun:
     objective_cls = objective_entry.load()
     objective_options = _options(objective_entry, config.objective.options)
 
-    backbone_entry = resolve_backbone_entry(host, config.backbone.name)
-    backbone_options = dict(config.backbone.options)
-    img_size = backbone_options.pop("img_size", None) or getattr(augmentation_options, "global_size", None) or 224
-    backbone = backbone_entry.load()(
-        name=config.backbone.name,
-        timm_name=backbone_entry.metadata.get("timm_name"),
-        img_size=img_size,
-        extra_tokens=objective_cls.extra_tokens(objective_options),
-        **backbone_options,
-    )
+    backbone = build_backbone(config, host, augmentation_options=augmentation_options)
     check_views_fit(augmentation, train_set, backbone.patch_size, config.seed)
     init_report = load_init(backbone, resolve_init(config.backbone.init))
     objective = objective_cls(backbone, objective_options, total_steps=config.optim.steps).to(device)
@@ -110,6 +99,53 @@ def build_run(config: RunConfig, host: PluginHost) -> BuiltRun:
         objective=objective,
         init_report=init_report.summary(),
         plugins=plugins,
+    )
+
+
+def build_eval_datasets(config: RunConfig, host: PluginHost, *, train_set: Any = None) -> tuple[Any, Any]:
+    """The evaluators' train and val splits: ``eval_dataset``'s, else the training dataset's.
+
+    Args:
+        config: The run configuration.
+        host: Plugin host (dataset registry).
+        train_set: The already built training split, reused as the evaluators' train split when the run has
+            no separate ``eval_dataset``.
+    """
+    spec = config.eval_dataset or config.dataset
+    entry = host.get("dataset", spec.name)
+    options = _options(entry, spec.options)
+    build = entry.load()
+    data_root = resolve_data_root(config.data_root)
+    if config.eval_dataset is None and train_set is not None:
+        eval_train = train_set
+    else:
+        eval_train = build(options, split="train", data_root=data_root)
+    return eval_train, build(options, split="val", data_root=data_root)
+
+
+def build_backbone(config: RunConfig, host: PluginHost, *, augmentation_options: Any = None) -> nn.Module:
+    """The run's backbone at random init: its alias/timm name, input size and the objective's extra tokens.
+
+    Args:
+        config: The run configuration.
+        host: Plugin host (backbone and objective registries).
+        augmentation_options: The validated augmentation options (their ``global_size`` is the default
+            input size); validated from ``config`` when ``None``.
+    """
+    if augmentation_options is None and config.augmentation.name is not None:
+        entry = host.get("augmentation", config.augmentation.name)
+        augmentation_options = _options(entry, config.augmentation.options)
+    objective_entry = host.get("objective", config.objective.name)
+    objective_options = _options(objective_entry, config.objective.options)
+    backbone_entry = resolve_backbone_entry(host, config.backbone.name)
+    backbone_options = dict(config.backbone.options)
+    img_size = backbone_options.pop("img_size", None) or getattr(augmentation_options, "global_size", None) or 224
+    return backbone_entry.load()(
+        name=config.backbone.name,
+        timm_name=backbone_entry.metadata.get("timm_name"),
+        img_size=img_size,
+        extra_tokens=objective_entry.load().extra_tokens(objective_options),
+        **backbone_options,
     )
 
 
@@ -207,9 +243,12 @@ def run_params(config: RunConfig) -> dict[str, Any]:
 
 def run_bench(config: RunConfig, *, host: PluginHost, console: Any = None) -> RunResults:
     """Build, train, evaluate and log one run; returns its results (also written as results.json)."""
+    from dssl.engine.distributed import context
+
     built = build_run(config, host)
     run_dir = Path(config.output_dir) / time.strftime("%Y%m%d-%H%M%S") / f"{config.objective.name}-s{config.seed}"
-    return _execute(built, _tracker(config), host, run_dir, console=console, resume=None)
+    tracker = _tracker(config) if context().is_main else _NoTracker()  # data parallel: rank 0 logs
+    return _execute(built, tracker, host, run_dir, console=console, resume=None)
 
 
 @dataclass
@@ -286,6 +325,10 @@ def _execute(
             )
             checkpoint_state = resume.checkpoint if resume is not None else None
             trainer, summary = _train(built, tracker, host, info, run_dir, console, checkpoint_state)
+            if not trainer.dist.is_main:  # data parallel: rank 0 checkpoints, evaluates and reports
+                status = "FINISHED"
+                results = RunResults(run=info, config=config.to_dict())
+                return results
             checkpoint = _save_checkpoints(built, trainer, run_dir, tracker)
             evaluations = _evaluate(built, tracker, host, info, console)
             results = RunResults(
@@ -455,10 +498,7 @@ def _train(
     console: Any,
     checkpoint: Mapping[str, Any] | None = None,
 ) -> Any:
-    from dssl.augment.multicrop import collate_views
-    from dssl.engine.loader import training_loader
     from dssl.engine.progress import TrainingProgress
-    from dssl.engine.trainer import Trainer
 
     config = built.config
 
@@ -466,22 +506,44 @@ def _train(
         tracker.log_metrics({f"train/{k}": v for k, v in metrics.items()}, step=step)
         host.hook.dssl_metrics_logged(run=info, metrics=dict(metrics), step=step)
 
-    trainer = Trainer(
+    trainer = make_trainer(built, on_metrics=on_metrics, checkpoint_every=config.checkpoint_every)
+    if trainer.dist.is_main:  # data parallel: every rank holds the same state; rank 0 writes it
+        trainer.on_checkpoint = lambda step: _write_atomic(
+            _full_state(built, trainer, step), run_dir / "checkpoints" / "last.pt"
+        )
+    if checkpoint is not None:
+        trainer.load_state_dict(checkpoint)
+    loader = _training_loader(built, start_step=trainer.start_step)
+    with TrainingProgress(config.optim.steps, description="train", every=config.log_every, console=console) as bar:
+        summary = trainer.fit(loader, progress=bar)
+    return trainer, summary
+
+
+def make_trainer(built: BuiltRun, **extra: Any) -> Any:
+    """The engine's :class:`~dssl.engine.trainer.Trainer` for a built run; ``extra`` adds callbacks/profiler."""
+    from dssl.engine.trainer import Trainer
+
+    config = built.config
+    return Trainer(
         built.objective,
         config.optim,
         device=built.device,
         precision=config.precision,
         log_every=config.log_every,
-        on_metrics=on_metrics,
-        checkpoint_every=config.checkpoint_every,
         compile=config.compile,
+        **extra,
     )
-    trainer.on_checkpoint = lambda step: _write_atomic(
-        _full_state(built, trainer, step), run_dir / "checkpoints" / "last.pt"
-    )
-    if checkpoint is not None:
-        trainer.load_state_dict(checkpoint)
-    loader = training_loader(
+
+
+def _training_loader(built: BuiltRun, *, start_step: int = 0) -> Any:
+    """The run's endless loader of view batches, starting at the batch of ``start_step``."""
+    from dssl.augment.multicrop import collate_views
+    from dssl.engine.distributed import context
+    from dssl.engine.loader import training_loader
+
+    config = built.config
+    ranks = context()
+    return training_loader(
         built.train_set,
         built.augmentation,
         batch_size=config.optim.batch_size,
@@ -489,11 +551,58 @@ def _train(
         num_workers=config.optim.num_workers,
         collate=collate_views,
         pin_memory=built.device.type == "cuda",
-        start_step=trainer.start_step,
+        start_step=start_step,
+        rank=ranks.rank,
+        world_size=ranks.world_size,
     )
-    with TrainingProgress(config.optim.steps, description="train", every=config.log_every, console=console) as bar:
-        summary = trainer.fit(loader, progress=bar)
-    return trainer, summary
+
+
+def profile_bench(config: RunConfig, *, host: PluginHost, steps: int, warmup: int = 2, console: Any = None) -> Any:
+    """Time the phases of ``steps`` training steps of a configuration; no evaluation, nothing logged.
+
+    The run is built exactly as :func:`run_bench` builds it and trained by the same
+    :class:`~dssl.engine.trainer.Trainer` (with its usual schedules for ``optim.steps``), which stops after
+    ``warmup + steps`` steps; the last ``steps`` are split into data, forward, backward, optimizer and
+    logging time by a :class:`~dssl.engine.profiling.StepProfiler` (device synchronised around phases on
+    CUDA). Nothing is checkpointed and MLflow is not touched.
+
+    Args:
+        config: A resolved run configuration.
+        host: Plugin host that builds the components.
+        steps: Steps to record (``>= 1``).
+        warmup: Steps run first and not recorded.
+        console: Rich console for the table (default: stdout).
+
+    Returns:
+        The :class:`~dssl.engine.profiling.PhaseReport`.
+
+    Raises:
+        ConfigError: ``warmup + steps`` exceeds ``optim.steps``, or the configuration does not build.
+    """
+    from rich.console import Console
+
+    from dssl.engine.profiling import StepProfiler
+
+    if steps < 1:
+        raise ConfigError(f"--profile-steps must be >= 1, got {steps}")
+    if warmup + steps > config.optim.steps:
+        raise ConfigError(
+            f"--profile-steps {steps} needs {warmup + steps} steps ({warmup} warm-up) but optim.steps is "
+            f"{config.optim.steps}; raise --steps"
+        )
+    console = console or Console()
+    built = build_run(config, host)
+    profiler = StepProfiler(built.device, steps=steps, warmup=warmup)
+    trainer = make_trainer(built, profiler=profiler)
+    trainer.fit(_training_loader(built))
+    report = profiler.report()
+    console.print(
+        report.table(
+            f"dssl bench --profile-steps: {config.objective.name} on {config.backbone.name}, {built.device}, "
+            f"batch {config.optim.batch_size}, {config.optim.num_workers} loader workers"
+        )
+    )
+    return report
 
 
 def _full_state(built: BuiltRun, trainer: Any, step: int) -> dict[str, Any]:
@@ -567,8 +676,11 @@ def _evaluate(built: BuiltRun, tracker: Any, host: PluginHost, info: RunInfo, co
 
     feature_functions = {"dense": frozen(backbone.features), "image": frozen(image_feature_method(backbone))}
 
+    from dssl.evaluators.extraction import feature_cache
+
     results = []
-    with _eval_mode(backbone):
+    # Evaluators that extract the same frozen features (same dataset, split, sizes, dtype) share one pass.
+    with _eval_mode(backbone), feature_cache():
         for name in config.evaluators:
             entry = host.get("evaluator", name)
             evaluator = entry.load()(_options(entry, config.evaluator_options.get(name, {})))

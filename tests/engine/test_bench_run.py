@@ -10,21 +10,11 @@ import torch
 from click.testing import CliRunner
 from dssl.cli.main import cli
 from dssl.results import RunResults
+from tiny_config import TINY_SETS
 
 TINY = [
-    "dataset.options.size=32",
-    "dataset.options.num_train=8",
-    "dataset.options.num_val=4",
-    "augmentation.options.global_size=32",
-    "augmentation.options.local_size=16",
-    "augmentation.options.n_local=2",
-    "optim.batch_size=4",
+    *TINY_SETS,
     "optim.steps=3",
-    "optim.warmup_steps=1",
-    "log_every=1",
-    "objective.options.out_dim=64",
-    "objective.options.hidden_dim=32",
-    "objective.options.bottleneck_dim=16",
     "evaluator_options.linear_seg.epochs=1",
     "evaluator_options.kmeans_seg.seeds=[0]",
     "evaluator_options.kmeans_seg.n_init=1",

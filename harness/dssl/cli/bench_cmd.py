@@ -47,6 +47,13 @@ from dssl.cli.context import host_from_context
     help="Continue an interrupted run from its last checkpoint, in the same MLflow run and with its own "
     "configuration (only --tracking-uri may be added).",
 )
+@click.option(
+    "--profile-steps",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Time N training steps (after 2 warm-up steps) split into data, forward, backward, optimizer and "
+    "logging; print the table and exit (no evaluation, no MLflow).",
+)
 @click.pass_context
 def bench(ctx: click.Context, **params: object) -> None:
     """Train a backbone with an objective, evaluate its frozen dense features, log the run.
@@ -89,6 +96,11 @@ def bench(ctx: click.Context, **params: object) -> None:
     )
     if params["dry_run"]:
         click.echo(yaml.safe_dump(config.to_dict(), sort_keys=False), nl=False)
+        return
+    if params["profile_steps"] is not None:
+        from dssl.runner import profile_bench
+
+        profile_bench(config, host=host, steps=int(params["profile_steps"]))  # type: ignore[call-overload]
         return
     from dssl.api import run
 

@@ -20,6 +20,19 @@ from dssl.cli.context import host_from_context
 @click.option("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite ./mlflow.db).")
 @click.option("--experiment", help="MLflow experiment (default: the grid file's 'experiment', else dssl).")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Folder of the real datasets ($DSSL_DATA_ROOT).")
+@click.option(
+    "--launcher",
+    type=click.Choice(["local", "submitit"]),
+    help="Run cells here (local) or one submitit job per cell (SLURM); default: the grid file's launcher.",
+)
+@click.option(
+    "--cluster",
+    type=click.Choice(["auto", "slurm", "local", "debug"]),
+    help="submitit executor (auto: SLURM when available, else local processes).",
+)
+@click.option("--partition", help="SLURM partition (submitit).")
+@click.option("--gpus", "gpus_per_node", type=click.IntRange(min=0), help="GPUs per job (submitit).")
+@click.option("--timeout-min", type=click.IntRange(min=1), help="Wall-time limit per job in minutes (submitit).")
 @click.pass_context
 def grid(
     ctx: click.Context,
@@ -29,6 +42,11 @@ def grid(
     tracking_uri: str | None,
     experiment: str | None,
     data_root: str | None,
+    launcher: str | None,
+    cluster: str | None,
+    partition: str | None,
+    gpus_per_node: int | None,
+    timeout_min: int | None,
 ) -> None:
     """Run every cell of the grid FILE as a child run of one MLflow run, then print the grid leaderboard.
 
@@ -53,6 +71,9 @@ def grid(
         click.echo(f"{done} done, {len(cells) - done} pending (experiment {experiment} in {uri})")
         return
     obj = ctx.find_root().obj or {}
+    flags = {"name": launcher, "cluster": cluster, "partition": partition, "gpus_per_node": gpus_per_node}
+    flags["timeout_min"] = timeout_min
+    launcher_spec = spec.launcher.model_copy(update={k: v for k, v in flags.items() if v is not None})
     run_grid(
         spec,
         host=host,
@@ -63,4 +84,5 @@ def grid(
         source=grid_file,
         disabled=tuple(obj.get("disabled", ())),
         strict=bool(obj.get("strict", False)),
+        launcher=launcher_spec,
     )

@@ -60,8 +60,9 @@ def _register_commands() -> None:
     from dssl.cli.leaderboard_cmd import leaderboard, ui
     from dssl.cli.new_plugin_cmd import new_plugin
     from dssl.cli.plugins_cmd import plugins
+    from dssl.cli.report_cmd import report
 
-    for command in (plugins, bench, grid, leaderboard, ui, new_plugin):
+    for command in (plugins, bench, grid, leaderboard, report, ui, new_plugin):
         cli.add_command(command)
 
 

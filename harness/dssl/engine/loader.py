@@ -25,22 +25,36 @@ class EndlessSampler(Sampler[tuple[int, int]]):
         seed: Run seed; epoch ``e`` is ordered by a permutation seeded from ``(seed, e)``.
         start: Draws to skip (a resumed run passes ``steps done * batch size``); the draws that follow
             are exactly those an uninterrupted sampler would yield from that point.
+        rank: This process's rank in a data-parallel run.
+        world_size: Number of processes; each yields its ``global_batch / world_size`` slice of every
+            global batch of the single-process stream.
+        global_batch: Images per optimisation step over all ranks.
     """
 
-    def __init__(self, length: int, seed: int, start: int = 0) -> None:
+    def __init__(
+        self, length: int, seed: int, start: int = 0, *, rank: int = 0, world_size: int = 1, global_batch: int = 1
+    ) -> None:
         if start < 0:
             raise ValueError(f"start must be >= 0, got {start}")
+        if not 0 <= rank < world_size or global_batch % world_size:
+            raise ValueError(f"rank {rank} of {world_size} with a global batch of {global_batch}")
         self.length = length
         self.seed = seed
         self.start = start
+        self.rank = rank
+        self.world_size = world_size
+        self.global_batch = global_batch
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch, offset = divmod(self.start, self.length)
         draw = self.start
+        share = self.global_batch // self.world_size
         while True:
             generator = torch.Generator().manual_seed(derive_seed(self.seed, epoch))
             for index in torch.randperm(self.length, generator=generator).tolist()[offset:]:
-                yield index, draw
+                # Data parallel: every rank walks the same stream and keeps its slice of each global batch.
+                if self.world_size == 1 or (draw % self.global_batch) // share == self.rank:
+                    yield index, draw
                 draw += 1
             epoch += 1
             offset = 0
@@ -73,6 +87,8 @@ def training_loader(
     collate: Callable[[list[Any]], Any],
     pin_memory: bool,
     start_step: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> DataLoader:
     """An endless loader of collated view batches.
 
@@ -85,6 +101,9 @@ def training_loader(
         collate: Turns a list of views into one batch.
         pin_memory: Pin host memory (CUDA).
         start_step: Batches already consumed (a resumed run); the first batch is the one of this step.
+        rank: This process's rank; with ``world_size > 1`` each batch is its ``batch_size / world_size``
+            slice of the global batch.
+        world_size: Number of data-parallel processes.
     """
     if len(dataset) < batch_size:  # type: ignore[arg-type]
         from dssl.errors import ConfigError
@@ -94,8 +113,10 @@ def training_loader(
         )
     return DataLoader(
         ViewDataset(dataset, augmentation, seed),
-        batch_size=batch_size,
-        sampler=EndlessSampler(len(dataset), seed, start=start_step * batch_size),  # type: ignore[arg-type]
+        batch_size=batch_size // world_size,
+        sampler=EndlessSampler(  # type: ignore[arg-type]
+            len(dataset), seed, start=start_step * batch_size, rank=rank, world_size=world_size, global_batch=batch_size
+        ),
         num_workers=num_workers,
         collate_fn=collate,
         pin_memory=pin_memory,

@@ -13,13 +13,18 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from dssl.config import OptimConfig
+from dssl.engine.distributed import all_reduce_gradients, mean_over_ranks
+from dssl.engine.distributed import context as distributed_context
 from dssl.errors import RunFailedError
 from dssl.layers.schedules import cosine_schedule
+
+if TYPE_CHECKING:
+    from dssl.engine.profiling import StepProfiler
 
 #: Version of the layout of :meth:`Trainer.state_dict` (``checkpoints/last.pt``).
 CHECKPOINT_FORMAT = 1
@@ -70,10 +75,12 @@ def clip_gradients(module: torch.nn.Module, max_norm: float, mode: str = "per_pa
         return torch.zeros(())
     if mode == "global":
         return torch.nn.utils.clip_grad_norm_([p for p in module.parameters() if p.grad is not None], max_norm)
-    norms = torch._foreach_norm(grads)
-    coefficients = [torch.clamp(max_norm / (n + 1e-6), max=1.0) for n in norms]
-    torch._foreach_mul_(grads, coefficients)
-    return torch.linalg.vector_norm(torch.stack(norms))
+    # One stacked computation of the coefficients instead of three tiny ops per parameter (the same
+    # element-wise arithmetic, so the same bits; ~450 kernel launches fewer per step for a ViT-T).
+    norms = torch.stack(torch._foreach_norm(grads))
+    coefficients = torch.clamp(max_norm / (norms + 1e-6), max=1.0)
+    torch._foreach_mul_(grads, list(coefficients.unbind(0)))
+    return torch.linalg.vector_norm(norms)
 
 
 class Trainer:
@@ -89,6 +96,9 @@ class Trainer:
         on_checkpoint: Called with the 1-based step every ``checkpoint_every`` steps.
         checkpoint_every: 0 disables periodic checkpoints.
         compile: ``torch.compile`` the objective's forward.
+        profiler: Optional :class:`~dssl.engine.profiling.StepProfiler`: each step's phases (data, forward,
+            backward, optimizer, logging) are reported to it, and :meth:`fit` stops once it has recorded
+            its steps.
     """
 
     def __init__(
@@ -103,6 +113,7 @@ class Trainer:
         on_checkpoint: Callable[[int], None] | None = None,
         checkpoint_every: int = 0,
         compile: bool = False,
+        profiler: StepProfiler | None = None,
     ) -> None:
         self.objective = objective
         self.optim = optim
@@ -119,8 +130,13 @@ class Trainer:
         warmup = min(optim.warmup_steps, total - 1) if total > 1 else 0
         self.lr_schedule = cosine_schedule(peak_lr, optim.min_lr, total, warmup_steps=warmup)
         self.wd_schedule = cosine_schedule(optim.weight_decay, optim.weight_decay_end, total)
+        # Read once as Python floats (the values float(schedule[step]) gave), not indexed per step.
+        self._lr_values: list[float] = self.lr_schedule.tolist()
+        self._wd_values: list[float] = self.wd_schedule.tolist()
+        self.profiler = profiler
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         self.start_step = 0
+        self.dist = distributed_context()
         # Set by load_state_dict: restored when fit starts (after the loader's iterator is created, since
         # creating it draws from torch's global generator), and the metric window the checkpoint held.
         self._resume_rng: Mapping[str, Any] | None = None
@@ -129,8 +145,8 @@ class Trainer:
         self._last_metrics: dict[str, float] = {}
 
     def _set_schedules(self, step: int) -> None:
-        lr = float(self.lr_schedule[min(step, len(self.lr_schedule) - 1)])
-        wd = float(self.wd_schedule[min(step, len(self.wd_schedule) - 1)])
+        lr = self._lr_values[min(step, len(self._lr_values) - 1)]
+        wd = self._wd_values[min(step, len(self._wd_values) - 1)]
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group["lr_scale"]
             group["weight_decay"] = wd * group["weight_decay_scale"]
@@ -168,8 +184,16 @@ class Trainer:
             set_rng_state(self._resume_rng)
             self._resume_rng = None
         self._sums, self._count, self._last = sums, count, last_metrics
+        profiler = self.profiler
+        steps_run = 0
         for step in range(self.start_step, total):
+            if profiler is not None:
+                if profiler.finished:
+                    break
+                profiler.begin_step()
             batch = next(iterator).to(self.device, non_blocking=True)
+            if profiler is not None:
+                profiler.mark("data")
             self._set_schedules(step)
             with self._autocast():
                 outputs = self.forward(batch, step=step)
@@ -178,11 +202,17 @@ class Trainer:
             first_bad = torch.where(finite, first_bad, torch.clamp(first_bad, max=step))
             if (step + 1) % check_every == 0 and int(first_bad) < total:
                 raise NonFiniteLossError(f"non-finite loss at step {int(first_bad)}: {loss.detach().item()}")
+            if profiler is not None:
+                profiler.mark("forward")
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
                 self.scaler.unscale_(self.optimizer)
             else:
                 loss.backward()
+            if self.dist.enabled:
+                all_reduce_gradients(objective, self.dist.world_size)
+            if profiler is not None:
+                profiler.mark("backward")
             if self.optim.clip_grad is not None:
                 outputs = {
                     **outputs,
@@ -196,6 +226,8 @@ class Trainer:
                 self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             objective.after_step(step=step)  # type: ignore[operator]
+            if profiler is not None:
+                profiler.mark("optimizer")
 
             for key, value in outputs.items():
                 if isinstance(value, torch.Tensor) and value.numel() == 1:
@@ -208,8 +240,10 @@ class Trainer:
                 # One host-device sync per log interval, not per step.
                 now = time.perf_counter()
                 last_metrics = {k: float(v) / count for k, v in sums.items()}
+                if self.dist.enabled:
+                    last_metrics = mean_over_ranks(last_metrics, self.device)  # type: ignore[arg-type]
                 last_metrics["lr"] = self.optimizer.param_groups[0]["lr"] / self.optimizer.param_groups[0]["lr_scale"]
-                rate = images / max(now - window_start, 1e-9)
+                rate = images * self.dist.world_size / max(now - window_start, 1e-9)  # all ranks
                 last_metrics["images_per_second"] = rate
                 if not all(math.isfinite(v) for k, v in last_metrics.items() if k != "grad_norm"):
                     raise NonFiniteLossError(f"non-finite metrics at step {step}: {last_metrics}")
@@ -223,8 +257,11 @@ class Trainer:
                 progress.update(done, {"loss": float(loss.detach())} if self.device.type == "cpu" else {}, None)
             if self.checkpoint_every and done % self.checkpoint_every == 0 and done != total and self.on_checkpoint:
                 self.on_checkpoint(done)
+            steps_run += 1
+            if profiler is not None:
+                profiler.mark("logging")
+                profiler.end_step()
         seconds = time.perf_counter() - started
-        steps_run = total - self.start_step
         return TrainingSummary(
             steps=steps_run,
             seconds=seconds,

@@ -6,7 +6,10 @@ resulting frozen patch features, plus the masks at scoring resolution, in two CP
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,6 +149,109 @@ class _Collate:
         return torch.stack(images), torch.stack(masks)
 
 
+#: Default memory budget of :func:`feature_cache` (features + masks of all kept entries).
+DEFAULT_CACHE_BYTES = 2 * 1024**3
+
+
+class FeatureCache:
+    """Memoised :func:`extract_dense` results, bounded by a memory budget (oldest entries evicted first).
+
+    An entry is keyed by the feature function and dataset *objects* (their identities; the cache holds
+    references to both, so an identity cannot be reused while the entry lives), the dataset's ``split``
+    attribute, the input and mask sizes, the feature dtype, the batch size (batching can change the last
+    bits of the features), the device and the label facts. Evaluators get a copy of the cached tensors,
+    so an evaluator that modifies its features in place cannot change what the next one sees.
+
+    Args:
+        max_bytes: Budget for the features and masks of all entries; a result larger than the budget is
+            not kept.
+
+    Attributes:
+        hits: Calls answered from the cache.
+        misses: Calls that ran the feature function.
+    """
+
+    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        if max_bytes < 0:
+            raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
+        self.max_bytes = max_bytes
+        self.hits = 0
+        self.misses = 0
+        self._entries: OrderedDict[Hashable, tuple[DenseCache, int, tuple[Any, ...]]] = OrderedDict()
+        self._bytes = 0
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the kept entries."""
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: Hashable) -> DenseCache | None:
+        """A copy of the entry of ``key``, or ``None``."""
+        found = self._entries.get(key)
+        if found is None:
+            return None
+        cache = found[0]
+        return DenseCache(features=cache.features.clone(), masks=cache.masks.clone(), input_hw=cache.input_hw)
+
+    def put(self, key: Hashable, cache: DenseCache, keep_alive: tuple[Any, ...]) -> None:
+        """Keep a copy of ``cache`` under ``key`` (with references to ``keep_alive``), evicting the oldest.
+
+        Args:
+            key: The entry's key.
+            cache: The extraction result; a copy is kept.
+            keep_alive: Objects whose identities the key holds (feature function, dataset).
+        """
+        size = cache.features.nbytes + cache.masks.nbytes
+        if size > self.max_bytes:
+            return
+        if key in self._entries:
+            self._bytes -= self._entries.pop(key)[1]
+        while self._entries and self._bytes + size > self.max_bytes:
+            self._bytes -= self._entries.popitem(last=False)[1][1]
+        kept = DenseCache(features=cache.features.clone(), masks=cache.masks.clone(), input_hw=cache.input_hw)
+        self._entries[key] = (kept, size, keep_alive)
+        self._bytes += size
+
+    def clear(self) -> None:
+        """Drop every entry."""
+        self._entries.clear()
+        self._bytes = 0
+
+
+_ACTIVE_CACHE: ContextVar[FeatureCache | None] = ContextVar("dssl_feature_cache", default=None)
+
+
+@contextlib.contextmanager
+def feature_cache(max_bytes: int = DEFAULT_CACHE_BYTES) -> Iterator[FeatureCache]:
+    """Share :func:`extract_dense` results between the evaluators run inside the block.
+
+    Inside the block, a call of :func:`extract_dense` with the same feature function, dataset, split,
+    sizes, dtype and batch size as an earlier one returns the earlier features and masks instead of
+    running the feature function again (results are identical: the same computation is not repeated).
+    The cache is emptied when the block ends.
+
+    Args:
+        max_bytes: Memory budget of the cache (default 2 GiB); oldest entries are evicted beyond it.
+
+    Yields:
+        The :class:`FeatureCache` (for its ``hits`` and ``misses``).
+
+    Example:
+        >>> with feature_cache():                                              # doctest: +SKIP
+        ...     results = [e.evaluate(features=fn, train=tr, val=va, dataset_name="voc", device=d) for e in evs]
+    """
+    cache = FeatureCache(max_bytes)
+    token = _ACTIVE_CACHE.set(cache)
+    try:
+        yield cache
+    finally:
+        _ACTIVE_CACHE.reset(token)
+        cache.clear()
+
+
 def extract_dense(
     features: FeatureFn,
     dataset: Dataset,
@@ -180,8 +286,67 @@ def extract_dense(
         stage: Stage name passed to ``progress``.
 
     Returns:
-        The :class:`DenseCache` of the dataset.
+        The :class:`DenseCache` of the dataset; inside :func:`feature_cache`, possibly a copy of an earlier
+        identical extraction.
     """
+
+    def extract() -> DenseCache:
+        return _extract_dense(
+            features,
+            dataset,
+            info=info,
+            input_size=input_size,
+            mask_size=mask_size,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            device=device,
+            dtype=dtype,
+            progress=progress,
+            stage=stage,
+        )
+
+    shared = _ACTIVE_CACHE.get()
+    if shared is None:
+        return extract()
+    key = (
+        id(features),
+        id(dataset),
+        getattr(dataset, "split", None),
+        as_hw(input_size),
+        as_hw(mask_size),
+        dtype,
+        batch_size,
+        str(torch.device(device)),
+        info,
+    )
+    found = shared.get(key)
+    if found is not None:
+        shared.hits += 1
+        if progress is not None:
+            n = len(found.features)
+            progress(stage, n, n)
+        return found
+    shared.misses += 1
+    result = extract()
+    shared.put(key, result, keep_alive=(features, dataset))
+    return result
+
+
+def _extract_dense(
+    features: FeatureFn,
+    dataset: Dataset,
+    *,
+    info: DatasetInfo,
+    input_size: int | Sequence[int] | None,
+    mask_size: int | Sequence[int] | None,
+    batch_size: int,
+    num_workers: int,
+    device: torch.device | str,
+    dtype: torch.dtype,
+    progress: ProgressFn | None,
+    stage: str,
+) -> DenseCache:
+    """:func:`extract_dense` without the shared cache."""
     n = len(dataset)  # type: ignore[arg-type]
     if n == 0:
         raise ConfigError(f"{stage}: the dataset is empty")

@@ -22,6 +22,7 @@ process that runs the very configuration resolved here (its output goes to
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import math
@@ -42,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import ValidationError
 
 from dssl.errors import ConfigError, RunFailedError, UsageError
-from dssl.grid.spec import GridCell, GridSpec
+from dssl.grid.spec import GridCell, GridSpec, LauncherSpec
 from dssl.tracking.leaderboard import LeaderboardRow
 from dssl.validation import describe_validation_error
 
@@ -298,6 +299,7 @@ def run_grid(
     strict: bool = False,
     console: Console | None = None,
     out: Console | None = None,
+    launcher: LauncherSpec | None = None,
 ) -> GridOutcome:
     """Run the grid's pending cells as child runs of one parent run and log the grid leaderboard.
 
@@ -313,6 +315,7 @@ def run_grid(
         strict: Fail on any plugin that does not load, in the cells' processes (``--strict-plugins``).
         console: Where progress goes (stderr by default).
         out: Where the leaderboard table goes (stdout by default).
+        launcher: Where the cells run; default: the grid file's ``launcher`` (local).
 
     Returns:
         The outcome; raises instead when a cell failed.
@@ -361,7 +364,13 @@ def run_grid(
             }
         )
         parent.log_dict(spec.model_dump(mode="json", exclude_none=True), "grid.yaml")
-        runner = _run_spawned if parallel > 1 else _run_in_process
+        launcher = launcher or spec.launcher
+        if launcher.name == "submitit":
+            runner = functools.partial(_run_submitit, launcher=launcher)
+            # Jobs queue on the cluster: submit every cell at once unless --parallel limits it.
+            parallel = parallel if parallel > 1 else max(1, len(pending))
+        else:
+            runner = _run_spawned if parallel > 1 else _run_in_process
         plugins = {"disabled": tuple(disabled), "strict": strict}
         execute = _cell_executor(runner, parent.run_id, name, host, tracking_uri, experiment, plugins, console)
         if parallel > 1:
@@ -512,6 +521,77 @@ def _run_spawned(
         raise RunFailedError(f"{detail} (log: {log_path})")
 
 
+#: A traceback's final line: ``package.module.SomeError: message``.
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*:")
+
+
+def _run_submitit(
+    item: PlannedCell,
+    *,
+    parent_run_id: str,
+    tags: Mapping[str, str],
+    plugins: Mapping[str, Any],
+    launcher: LauncherSpec,
+    **_: Any,
+) -> None:
+    """Run one cell as a submitit job (a SLURM job, or a local subprocess) and wait for it."""
+    import submitit
+
+    from dssl.tracking.mlflow_tracker import PARENT_RUN_ENV, RUN_TAGS_ENV
+
+    folder = Path(item.config.output_dir) / "grid-logs" / str(tags[GRID_TAG]) / "submitit"
+    cluster = None if launcher.cluster == "auto" else launcher.cluster
+    executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+    parameters: dict[str, Any] = {"timeout_min": launcher.timeout_min, "name": f"dssl-{item.cell.run_name}"}
+    optional = {
+        "slurm_partition": launcher.partition,
+        "gpus_per_node": launcher.gpus_per_node,
+        "cpus_per_task": launcher.cpus_per_task,
+        "mem_gb": launcher.mem_gb,
+    }
+    parameters |= {k: v for k, v in optional.items() if v is not None}
+    if launcher.slurm_additional_parameters:
+        parameters["slurm_additional_parameters"] = dict(launcher.slurm_additional_parameters)
+    if executor.cluster != "slurm":  # the SLURM-only keys mean nothing to the local executors
+        parameters = {k: v for k, v in parameters.items() if not k.startswith("slurm_")}
+    executor.update_parameters(**parameters)
+    env = {PARENT_RUN_ENV: parent_run_id, RUN_TAGS_ENV: json.dumps(dict(tags))}
+    job = executor.submit(_submitit_cell, item.config.to_dict(), env, dict(plugins), item.resume_run_id)
+    try:
+        job.result()
+    except submitit.core.utils.FailedJobError as exc:
+        raise RunFailedError(f"{_job_error(str(exc))} (job {job.job_id}, logs: {folder})") from None
+
+
+def _job_error(text: str) -> str:
+    """The exception line (``module.Error: message``) of a failed job's traceback, else its last line."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    raised = [line for line in lines if _EXCEPTION_LINE.match(line)]
+    return (raised or lines or ["the job failed"])[-1]
+
+
+def _submitit_cell(
+    config: dict[str, Any], env: Mapping[str, str], plugins: Mapping[str, Any], resume_run_id: str | None
+) -> None:
+    """Entry point of a submitit job: run (or resume) one resolved configuration."""
+    os.environ.update(env)
+    _run_resolved(config, plugins, resume_run_id)
+
+
+def _run_resolved(config: dict[str, Any], plugins: Mapping[str, Any], resume_run_id: str | None) -> None:
+    """Run (or resume) one resolved configuration in a fresh process (a spawned worker or a job)."""
+    from dssl.config import RunConfig
+    from dssl.host import get_host
+    from dssl.runner import resume_bench, run_bench
+
+    host = get_host(disabled=plugins.get("disabled", ()), strict=bool(plugins.get("strict")))
+    resolved = RunConfig.model_validate(config)
+    if resume_run_id:
+        resume_bench(resume_run_id, host=host, tracking_uri=resolved.tracking.uri)
+    else:
+        run_bench(resolved, host=host)
+
+
 def _cell_worker(
     config: dict[str, Any],
     env: Mapping[str, str],
@@ -528,16 +608,7 @@ def _cell_worker(
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
         try:
-            from dssl.config import RunConfig
-            from dssl.host import get_host
-            from dssl.runner import resume_bench, run_bench
-
-            host = get_host(disabled=plugins.get("disabled", ()), strict=bool(plugins.get("strict")))
-            resolved = RunConfig.model_validate(config)
-            if resume_run_id:
-                resume_bench(resume_run_id, host=host, tracking_uri=resolved.tracking.uri)
-            else:
-                run_bench(resolved, host=host)
+            _run_resolved(config, plugins, resume_run_id)
         except BaseException as exc:
             Path(error_path).write_text(_error_text(exc))
             import traceback

@@ -35,7 +35,7 @@ import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -182,6 +182,31 @@ class GridCell:
         }
 
 
+class LauncherSpec(_Strict):
+    """Where the cells run: this machine (``local``) or one job per cell through submitit (SLURM).
+
+    Attributes:
+        name: ``local`` (in this process, or ``--parallel N`` processes) or ``submitit``.
+        cluster: submitit's executor: ``auto`` (SLURM when ``sbatch`` is available, else local processes),
+            ``slurm``, ``local`` (one subprocess per job on this machine) or ``debug`` (in this process).
+        partition: SLURM partition.
+        gpus_per_node: GPUs per job.
+        cpus_per_task: CPU cores per job.
+        mem_gb: Memory per job in GB.
+        timeout_min: Wall-time limit per job in minutes.
+        slurm_additional_parameters: Any other ``sbatch`` option (``{"account": "abc", "qos": "high"}``).
+    """
+
+    name: Literal["local", "submitit"] = "local"
+    cluster: Literal["auto", "slurm", "local", "debug"] = "auto"
+    partition: str | None = None
+    gpus_per_node: int | None = Field(None, ge=0)
+    cpus_per_task: int | None = Field(None, ge=1)
+    mem_gb: float | None = Field(None, gt=0)
+    timeout_min: int = Field(24 * 60, ge=1)
+    slurm_additional_parameters: dict[str, Any] = Field(default_factory=dict)
+
+
 class GridSpec(_Strict):
     """A grid file (see the module docstring).
 
@@ -197,6 +222,7 @@ class GridSpec(_Strict):
         evaluators: Evaluators every cell runs.
         seeds: Seeds; each (objective, backbone, dataset) row is run once per seed.
         overrides: Per-cell overrides.
+        launcher: Where the cells run (``dssl grid --launcher`` and its flags override it).
     """
 
     name: str | None = Field(None, min_length=1, pattern=r"^[\w.+-]+$")
@@ -210,6 +236,7 @@ class GridSpec(_Strict):
     evaluators: list[str] = Field(min_length=1)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     overrides: list[CellOverride] = Field(default_factory=list)
+    launcher: LauncherSpec = Field(default_factory=LauncherSpec)
 
     @field_validator("set")
     @classmethod
