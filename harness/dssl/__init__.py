@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import pluggy
-
 __version__ = "0.1.0"
 
 #: Version of the plugin API (hook specifications, registry entries, component contracts).
@@ -24,11 +22,24 @@ PLUGIN_API_VERSION = "1.0"
 PROJECT_NAME = "dssl"
 ENTRY_POINT_GROUP = "dssl"
 
-hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
-
 if TYPE_CHECKING:
+    import pluggy
+
     from dssl.registry import ComponentEntry
     from dssl.results import RunResults
+
+    hookimpl: pluggy.HookimplMarker
+
+
+def __getattr__(name: str) -> Any:
+    # ``hookimpl`` is built on first use: ``dssl --help`` then never imports pluggy (about 12 ms).
+    if name == "hookimpl":
+        import pluggy
+
+        marker = pluggy.HookimplMarker(PROJECT_NAME)
+        globals()["hookimpl"] = marker
+        return marker
+    raise AttributeError(f"module 'dssl' has no attribute {name!r}")
 
 
 def bench(config: Any = None, /, **overrides: Any) -> RunResults:

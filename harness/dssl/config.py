@@ -234,8 +234,21 @@ def resolve_config(
     preset = partial.preset or default_preset(partial.device)
     from dssl.catalogue import load_catalogue
 
-    layered = deep_merge(load_catalogue().preset_layer(preset, partial.objective.name), user)
+    preset_layer = load_catalogue().preset_layer(preset, partial.objective.name)
+    layered = deep_merge(preset_layer, user)
     layered["preset"] = preset
+    # A preset tunes evaluators the user may not run (e.g. STELLAR's knn settings with --eval linear_seg):
+    # its settings for unselected evaluators are dropped; the user's own stray settings still fail.
+    selected = set(
+        layered.get("evaluators") or RunConfig.model_fields["evaluators"].get_default(call_default_factory=True)
+    )
+    user_options = set((user.get("evaluator_options") or {}).keys())
+    if isinstance(layered.get("evaluator_options"), dict):
+        layered["evaluator_options"] = {
+            name: opts
+            for name, opts in layered["evaluator_options"].items()
+            if name in selected or name in user_options
+        }
     try:
         config = RunConfig.model_validate(layered)
     except ValidationError as exc:

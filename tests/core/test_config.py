@@ -108,3 +108,11 @@ def test_eval_dataset_defaults_to_the_training_dataset_and_is_validated():
     assert resolved.eval_dataset.options["size"] == 64 and "num_val" in resolved.eval_dataset.options
     with pytest.raises(ConfigError, match=r"eval_dataset\.options\.size"):
         resolve_config(sets=["eval_dataset.name=embedded", "eval_dataset.options.size=7"])
+
+
+def test_preset_settings_of_evaluators_not_run_are_dropped_but_the_users_still_fail():
+    # The gpu preset tunes STELLAR's knn and linear_cls; a run of linear_seg only must not trip over them.
+    config = resolve_config(cli={"objective.name": "stellar", "preset": "gpu", "evaluators": ["linear_seg"]})
+    assert set(config.evaluator_options) == {"linear_seg"}
+    with pytest.raises(ConfigError, match="evaluators not selected: knn"):
+        resolve_config(cli={"evaluators": ["linear_seg"]}, sets=["evaluator_options.knn.k=[5]"])

@@ -166,15 +166,9 @@ def plan_grid(
             "run_name": cell.run_name,
             "data_root": data_root,
         }
-        # Evaluators a preset configures for this objective are resolved too (their options are valid
-        # then), and dropped again below: the grid decides what is evaluated.
-        extra = [e for e in _preset_evaluators(cell.objective.name) if e not in cell.evaluators]
-        overrides["evaluators"] = [*cell.evaluators, *extra]
+        overrides["evaluators"] = list(cell.evaluators)
         try:
             config = resolve(cell.base, host=host, sets=cell.sets, **overrides)
-            if extra:
-                config.evaluator_options = {k: v for k, v in config.evaluator_options.items() if k not in extra}
-                config.evaluators = [e for e in config.evaluators if e not in extra]
         except (UsageError, ValidationError) as exc:
             where = f"grid file {source}: " if source else ""
             detail = describe_validation_error(exc) if isinstance(exc, ValidationError) else str(exc)
@@ -191,17 +185,6 @@ def plan_grid(
         if item.status == "pending":
             item.resume_run_id = resumable.get(item.fingerprint)
     return planned
-
-
-def _preset_evaluators(objective: str) -> list[str]:
-    """Evaluators that some preset of registry.yaml gives options for, for this objective."""
-    from dssl.catalogue import load_catalogue
-
-    names: dict[str, None] = {}
-    for preset in load_catalogue().presets.values():
-        for layer in (preset.config, preset.objectives.get(objective, {})):
-            names.update(dict.fromkeys(layer.get("evaluator_options") or {}))
-    return list(names)
 
 
 def _client(tracking_uri: str, *, create: bool) -> Any:
