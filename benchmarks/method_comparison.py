@@ -181,6 +181,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval", nargs="+", default=["linear_seg", "knn"], help="evaluators (default: linear_seg knn)")
     parser.add_argument("--only", choices=["from_random", "from_dino"], help="one family only")
+    parser.add_argument("--methods", nargs="+", metavar="LABEL", help="only these method labels (and the start)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run")
     parser.add_argument("--results", type=Path, default=RESULTS, help="markdown file to append to")
     parser.add_argument("--no-append", action="store_true", help="print only")
@@ -201,12 +202,14 @@ def main() -> None:
         rows += dino_rows
         if args.only != "from_dino":
             for method in FROM_RANDOM[1:]:
-                rows += train_and_evaluate(args, host, "from_random", method, "random", tmp)[0]
+                if args.methods is None or method.label in args.methods:
+                    rows += train_and_evaluate(args, host, "from_random", method, "random", tmp)[0]
         if args.only != "from_random":
             start = str(dino_checkpoint)
             rows.append(Row("from_dino", "dino start (untrained)", start, 0, *_copy(dino_rows[0])))
             for method in FROM_DINO:
-                rows += train_and_evaluate(args, host, "from_dino", method, start, tmp)[0]
+                if args.methods is None or method.label in args.methods:
+                    rows += train_and_evaluate(args, host, "from_dino", method, start, tmp)[0]
         print("\n".join(table(rows)), flush=True)
         config = _resolve(args, host, "dino", (), "random", tmp)
     wall = time.perf_counter() - started

@@ -30,7 +30,7 @@ def test_attention_rows_sum_to_one(heads):
 
 def test_values_variant_is_attention_weighted_prototype_values():
     torch.manual_seed(0)
-    f = ObjectAwareFilter(8, OAFOptions(num_prototypes=3))
+    f = ObjectAwareFilter(8, OAFOptions(num_prototypes=3, similarity="dot"))
     z = torch.randn(2, 4, 8)
     a = torch.softmax((z @ f.q.weight.T) @ (f.prototypes @ f.k.weight.T).T / 8**0.5, dim=-1)  # independent
     expected = a @ f.v(f.prototypes)
@@ -140,3 +140,19 @@ def test_cotap_conformance_with_oaf(monkeypatch):
 def test_oaf_cotap_is_its_own_method_on_leaderboards() -> None:
     assert _objective().method_label == "cotap+oaf"
     assert _objective(filter="identity", filter_options={}).method_label == "cotap"
+
+
+def test_cosine_attention_is_the_default_and_matches_an_independent_computation():
+    torch.manual_seed(0)
+    f = ObjectAwareFilter(8, OAFOptions(num_prototypes=3))
+    z = torch.randn(2, 4, 8)
+    q = torch.nn.functional.normalize(z @ f.q.weight.T, dim=-1)
+    k = torch.nn.functional.normalize(f.prototypes @ f.k.weight.T, dim=-1)
+    torch.testing.assert_close(f.attention(z)[:, 0], torch.softmax(q @ k.T / 0.1, dim=-1))
+
+
+def test_cotap_with_oaf_has_a_live_loss_at_init():
+    # With uniform attention every patch gets one vector, CoTAP's targets tie and the loss is exactly 0.
+    objective = _objective()
+    out = objective(_batch(), step=0)
+    assert float(out["cotap_loss"]) > 1e-3 and float(out["cotap_ap"]) < 0.999

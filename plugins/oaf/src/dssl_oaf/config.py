@@ -39,8 +39,17 @@ class OAFOptions(BaseModel):
     combine: Literal["replace", "concat"] = Field(
         "replace", description="OAF output replaces the patch embedding, or is concatenated to it (unknown; guess)."
     )
+    similarity: Literal["cosine", "dot"] = Field(
+        "cosine",
+        description="'cosine': <q, k> of L2-normalised queries and keys (a prototype softmax, as DINO's head); "
+        "'dot': scaled dot product. Unknown in the paper; at random init the scaled dot product of these small "
+        "projections is ~1e-3, so every patch attends uniformly, the filter outputs one vector for all patches, "
+        "CoTAP's targets all tie (AP = 1, loss and gradient 0) and nothing ever learns: hence cosine.",
+    )
     temperature: float | None = Field(
-        None, gt=0.0, description="Softmax temperature of <q, k>; None: sqrt(D_a / heads) (scaled dot product)."
+        None,
+        gt=0.0,
+        description="Softmax temperature of <q, k>; None: 0.1 for 'cosine', sqrt(D_a / heads) for 'dot'.",
     )
 
     @model_validator(mode="after")

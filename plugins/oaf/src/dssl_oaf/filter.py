@@ -5,7 +5,8 @@ arXiv 2509.09429: "patches are represented by learnable prototypes of objects vi
 Reconstruction (methods.md §1.4): for L2-normalised patch embeddings ``z_i`` and prototypes ``P ∈ R^{K×D}``::
 
     q_i  = W_q z_i,   k_m = W_k P_m,   v_m = W_v P_m          (per head, width D_a / H)
-    a_im = softmax_m(<q_i, k_m> / temperature)               (temperature default sqrt(D_a / H))
+    a_im = softmax_m(cos(q_i, k_m) / temperature)            (default: cosine, temperature 0.1;
+                                                              or <q_i, k_m> / sqrt(D_a / H): similarity="dot")
     o_i  = Σ_m a_im v_m   (output "values", heads concatenated)   or   o_i = mean_h a_i   ("assignment")
 
 The teacher's copy is the EMA of this module (cotap's EMATeacher covers the filter). The filter has no own
@@ -23,11 +24,15 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dssl_oaf.config import OAFOptions
 
-__all__ = ["ObjectAwareFilter"]
+__all__ = ["COSINE_TEMPERATURE", "ObjectAwareFilter"]
+
+#: Default softmax temperature of cosine attention (that of DINO's student prototypes).
+COSINE_TEMPERATURE = 0.1
 
 
 class ObjectAwareFilter(nn.Module):
@@ -53,7 +58,9 @@ class ObjectAwareFilter(nn.Module):
             raise ValueError(f"attention width {attn_dim} is not divisible by num_heads {o.num_heads}")
         self.num_heads = o.num_heads
         self.head_dim = attn_dim // o.num_heads
-        self.temperature = o.temperature or math.sqrt(self.head_dim)
+        self.temperature = o.temperature or (
+            COSINE_TEMPERATURE if o.similarity == "cosine" else math.sqrt(self.head_dim)
+        )
         self.prototypes = nn.Parameter(torch.randn(o.num_prototypes, in_dim) / math.sqrt(in_dim))
         self.q = nn.Linear(in_dim, attn_dim, bias=False)
         self.k = nn.Linear(in_dim, attn_dim, bias=False)
@@ -76,6 +83,8 @@ class ObjectAwareFilter(nn.Module):
         """
         q = self._heads(self.q(z))  # (B, H, N, d)
         k = self._heads(self.k(self.prototypes))  # (H, K, d)
+        if self.options.similarity == "cosine":
+            q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
         return torch.softmax(q @ k.transpose(-1, -2) / self.temperature, dim=-1)
 
     def forward(self, z: Tensor) -> Tensor:
