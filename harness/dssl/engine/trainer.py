@@ -137,10 +137,11 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         self.start_step = 0
         self.dist = distributed_context()
-        # Set by load_state_dict: restored when fit starts (after the loader's iterator is created, since
-        # creating it draws from torch's global generator), and the metric window the checkpoint held.
+        # RNG state set by load_state_dict, restored when fit starts (after the loader's iterator is created,
+        # since creating it draws from torch's global generator). The metric window (sums of the steps since
+        # the last log, their count, the last logged metrics) is kept current by fit so checkpoints hold it.
         self._resume_rng: Mapping[str, Any] | None = None
-        self._window_sums: dict[str, float] = {}
+        self._window_sums: dict[str, Any] = {}
         self._window_count = 0
         self._last_metrics: dict[str, float] = {}
 
@@ -183,7 +184,7 @@ class Trainer:
 
             set_rng_state(self._resume_rng)
             self._resume_rng = None
-        self._sums, self._count, self._last = sums, count, last_metrics
+        self._window_sums, self._window_count, self._last_metrics = sums, count, last_metrics
         profiler = self.profiler
         steps_run = 0
         for step in range(self.start_step, total):
@@ -233,7 +234,7 @@ class Trainer:
                 if isinstance(value, torch.Tensor) and value.numel() == 1:
                     sums[key] = sums.get(key, 0) + value.detach().float()
             count += 1
-            self._sums, self._count = sums, count
+            self._window_sums, self._window_count = sums, count
             images += batch.crops[0].shape[0]
             done = step + 1
             if done % self.log_every == 0 or done == total:
@@ -252,7 +253,7 @@ class Trainer:
                 if progress is not None:
                     progress.update(done, {"loss": last_metrics["loss"]}, rate)
                 sums, count, images, window_start = {}, 0, 0, now
-                self._last = last_metrics
+                self._window_sums, self._window_count, self._last_metrics = sums, count, last_metrics
             elif progress is not None and progress.interactive:
                 progress.update(done, {"loss": float(loss.detach())} if self.device.type == "cpu" else {}, None)
             if self.checkpoint_every and done % self.checkpoint_every == 0 and done != total and self.on_checkpoint:
@@ -285,7 +286,7 @@ class Trainer:
         """
         from dssl.engine.seeding import rng_state
 
-        sums = getattr(self, "_sums", self._window_sums)
+        sums = self._window_sums
         return {
             "format": CHECKPOINT_FORMAT,
             "step": step,
@@ -295,8 +296,8 @@ class Trainer:
             "rng": rng_state(),
             "metrics": {
                 "window_sums": {k: float(v) for k, v in sums.items()},
-                "window_count": int(getattr(self, "_count", self._window_count)),
-                "last": dict(getattr(self, "_last", self._last_metrics)),
+                "window_count": int(self._window_count),
+                "last": dict(self._last_metrics),
             },
         }
 

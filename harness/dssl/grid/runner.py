@@ -44,7 +44,7 @@ from pydantic import ValidationError
 
 from dssl.errors import ConfigError, RunFailedError, UsageError
 from dssl.grid.spec import GridCell, GridSpec, LauncherSpec
-from dssl.tracking.leaderboard import LeaderboardRow
+from dssl.tracking.leaderboard import LeaderboardRow, search_all_runs
 from dssl.validation import describe_validation_error
 
 if TYPE_CHECKING:
@@ -203,20 +203,7 @@ def _search(client: Any, experiment: str, filter_string: str) -> list[Any]:
     found = client.get_experiment_by_name(experiment)
     if found is None or found.lifecycle_stage != "active":
         return []
-    runs: list[Any] = []
-    token = None
-    while True:
-        page = client.search_runs(
-            [found.experiment_id],
-            filter_string=filter_string,
-            max_results=1000,
-            order_by=["attributes.start_time DESC"],
-            page_token=token,
-        )
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
+    return list(search_all_runs(client, [found.experiment_id], filter_string, ["attributes.start_time DESC"]))
 
 
 def _finished_runs_by_fingerprint(tracking_uri: str, experiment: str, fingerprints: set[str]) -> dict[str, str]:
@@ -464,6 +451,13 @@ def _run_in_process(
         run_bench(item.config, host=host)
 
 
+def _child_env(parent_run_id: str, tags: Mapping[str, str]) -> dict[str, str]:
+    """Environment that makes a cell run in another process a child of the grid's run, with the cell's tags."""
+    from dssl.tracking.mlflow_tracker import PARENT_RUN_ENV, RUN_TAGS_ENV
+
+    return {PARENT_RUN_ENV: parent_run_id, RUN_TAGS_ENV: json.dumps(dict(tags))}
+
+
 def _run_spawned(
     item: PlannedCell,
     *,
@@ -475,12 +469,10 @@ def _run_spawned(
 ) -> None:
     import multiprocessing
 
-    from dssl.tracking.mlflow_tracker import PARENT_RUN_ENV, RUN_TAGS_ENV
-
     log_dir = Path(item.config.output_dir) / "grid-logs" / str(tags[GRID_TAG])
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{item.cell.index + 1:03d}-{item.cell.run_name}.log"
-    env = {PARENT_RUN_ENV: parent_run_id, RUN_TAGS_ENV: json.dumps(dict(tags))}
+    env = _child_env(parent_run_id, tags)
     if "OMP_NUM_THREADS" not in os.environ:
         # N trainings on one machine: share the cores instead of each taking all of them.
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // parallel))
@@ -520,8 +512,6 @@ def _run_submitit(
     """Run one cell as a submitit job (a SLURM job, or a local subprocess) and wait for it."""
     import submitit
 
-    from dssl.tracking.mlflow_tracker import PARENT_RUN_ENV, RUN_TAGS_ENV
-
     folder = Path(item.config.output_dir) / "grid-logs" / str(tags[GRID_TAG]) / "submitit"
     cluster = None if launcher.cluster == "auto" else launcher.cluster
     executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
@@ -538,7 +528,7 @@ def _run_submitit(
     if executor.cluster != "slurm":  # the SLURM-only keys mean nothing to the local executors
         parameters = {k: v for k, v in parameters.items() if not k.startswith("slurm_")}
     executor.update_parameters(**parameters)
-    env = {PARENT_RUN_ENV: parent_run_id, RUN_TAGS_ENV: json.dumps(dict(tags))}
+    env = _child_env(parent_run_id, tags)
     job = executor.submit(_submitit_cell, item.config.to_dict(), env, dict(plugins), item.resume_run_id)
     try:
         job.result()

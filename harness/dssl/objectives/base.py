@@ -122,9 +122,8 @@ class Objective(nn.Module):
 
     @property
     def method_label(self) -> str:
-        """The method's name on leaderboards; a variant that is a different method says so (CoTAP + OAF:
-        ``"cotap+oaf"``). Default: the objective's registered name, which the runner passes when it is not
-        overridden, so this returns ``""`` here."""
+        """The method's name on leaderboards when a variant of the objective is a different method (CoTAP with
+        OAF: ``"cotap+oaf"``). ``""`` (the default): the objective's registered name, which the runner uses."""
         return ""
 
     @classmethod

@@ -110,7 +110,7 @@ def _dense_figures(
     val = backbones[0].eval_val
     info = dataset_info(val, "val")
     indices = list(range(min(num_images, len(val))))
-    images, masks = dense._images_and_masks(val, indices)
+    images, masks = dense.images_and_masks(val, indices)
     inputs = [im.permute(1, 2, 0).clamp(0, 1).numpy() for im in images]
     truth = [dense.colorize(m, info.num_classes, info.ignore_index) for m in masks]
     pca_rows: list[tuple[str, list[Any]]] = [("input", inputs)]
@@ -151,7 +151,7 @@ def _page(title: str, runs: list[Any], files: ReportFiles) -> str:
         p = run.data.params
         parts.append(
             f"<tr><td>{esc(run.info.run_id)}</td><td>{esc(method_of(run))}</td><td>{esc(p.get('backbone', ''))}"
-            f"</td><td>{esc(p.get('seed', ''))}</td><td>{esc(p.get('optim.steps', p.get('steps', '')))}</td></tr>"
+            f"</td><td>{esc(p.get('seed', ''))}</td><td>{esc(p.get('steps', ''))}</td></tr>"
         )
     parts.append("</table>")
     for name, path in files.images.items():

@@ -59,7 +59,8 @@ def load_run_backbone(client: Any, run: Any, host: PluginHost, label: str) -> Ru
     return RunBackbone(label, backbone.eval(), eval_train, eval_val)
 
 
-def _images_and_masks(dataset: Any, indices: list[int]) -> tuple[Tensor, Tensor]:
+def images_and_masks(dataset: Any, indices: list[int]) -> tuple[Tensor, Tensor]:
+    """Images ``(B, 3, H, W)`` in [0, 1] and masks ``(B, H, W)`` of ``dataset`` items ``indices``."""
     items = [dataset[i] for i in indices]
     return torch.stack([it["image"] for it in items]), torch.stack([it["mask"] for it in items])
 
@@ -171,6 +172,7 @@ __all__ = [
     "RunBackbone",
     "colorize",
     "dense_features",
+    "images_and_masks",
     "kmeans_predictions",
     "linear_probe_predictions",
     "load_run_backbone",

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dssl.errors import UsageError
-from dssl.tracking.leaderboard import METHOD_TAG
+from dssl.tracking.leaderboard import METHOD_TAG, search_all_runs
 
 #: MLflow's tag naming a nested run's parent.
 PARENT_TAG = "mlflow.parentRunId"
@@ -96,14 +96,7 @@ def select_runs(client: Any, target: str) -> Selection:
 
 
 def _search(client: Any, experiment_id: str, filter_string: str) -> list[Any]:
-    runs: list[Any] = []
-    token = None
-    while True:
-        page = client.search_runs([experiment_id], filter_string=filter_string, max_results=1000, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
+    return list(search_all_runs(client, [experiment_id], filter_string))
 
 
 def metric_groups(runs: Sequence[Any]) -> dict[tuple[str, str], list[MetricGroup]]:

@@ -211,19 +211,27 @@ def _experiment_ids(client: Any, experiment: str | None) -> list[str]:
             return ids
 
 
-def _finished_runs(client: Any, experiment_ids: list[str]) -> Iterable[Any]:
+def search_all_runs(
+    client: Any, experiment_ids: Sequence[str], filter_string: str = "", order_by: Sequence[str] | None = None
+) -> Iterable[Any]:
+    """Every run of ``experiment_ids`` matching ``filter_string``, all result pages of MLflow's search."""
     token = None
     while True:
         page = client.search_runs(
-            experiment_ids,
-            filter_string="attributes.status = 'FINISHED'",
+            list(experiment_ids),
+            filter_string=filter_string,
             max_results=_SEARCH_PAGE,
+            order_by=list(order_by) if order_by else None,
             page_token=token,
         )
         yield from page
         token = page.token
         if not token:
             return
+
+
+def _finished_runs(client: Any, experiment_ids: list[str]) -> Iterable[Any]:
+    return search_all_runs(client, experiment_ids, "attributes.status = 'FINISHED'")
 
 
 # -- references, filters, sorting -----------------------------------------------------------------------
