@@ -16,7 +16,7 @@ class TrainingProgress:
         total: Number of steps.
         description: Label of the bar.
         every: Steps between plain lines when the output is not a terminal.
-        console: A ``rich.console.Console``; default: a stderr console.
+        console: A ``rich.console.Console``; default: a stderr console. A quiet console shows nothing.
     """
 
     def __init__(self, total: int, *, description: str = "train", every: int = 10, console: Any = None) -> None:
@@ -58,7 +58,7 @@ class TrainingProgress:
             status += f"  {images_per_second:.1f} img/s"
         if self._progress is not None:
             self._progress.update(self._task, completed=step, status=status)
-        elif step % self.every == 0 or step == self.total:
+        elif not self.console.quiet and (step % self.every == 0 or step == self.total):
             elapsed = time.perf_counter() - self._start
             eta = elapsed / step * (self.total - step) if step else float("nan")
             print(
@@ -79,7 +79,7 @@ class StageProgress:
 
     Args:
         label: Prefix of every stage, e.g. the evaluator name.
-        console: A ``rich.console.Console``; default: a stderr console.
+        console: A ``rich.console.Console``; default: a stderr console. A quiet console shows nothing.
     """
 
     def __init__(self, label: str, console: Any = None) -> None:
@@ -113,7 +113,7 @@ class StageProgress:
             self._progress.update(self._tasks[stage], completed=done, total=total)
             return
         self._started.setdefault(stage, time.perf_counter())
-        if done >= total:
+        if done >= total and not self.console.quiet:
             seconds = time.perf_counter() - self._started[stage]
             print(f"{name}: {total}/{total} in {seconds:.1f}s", file=sys.stderr, flush=True)
 

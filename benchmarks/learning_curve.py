@@ -1,0 +1,102 @@
+"""Frozen-feature metrics of a run *during* training: is the objective moving dense features, and which way?
+
+Usage::
+
+    python benchmarks/learning_curve.py                                   # the main job, linear_seg every 100 steps
+    python benchmarks/learning_curve.py --steps 600 --every 150 \\
+        --set objective.options.use_bn_in_head=true --set augmentation.options.color_jitter_p=1.0
+
+Resolves the run exactly as ``dssl bench --objective OBJ --backbone BB --seed S`` with the ``--set`` overrides
+(tracking off, checkpoints in a temporary folder), evaluates the objective's ``eval_backbone()`` (DINO: the
+teacher) with the run's evaluators at step 0 — the random init the run starts from — and then every ``--every``
+steps and at the end, through the same ``dssl.runner`` functions as ``dssl bench``. It prints one JSON line per
+evaluation (step, last logged training loss, metrics) and a markdown table at the end; nothing is appended to
+``RESULTS.md``.
+
+Evaluating in the middle of a run uses the global RNG and so changes the rest of the run slightly: the metrics at
+step N are those of *this* run, not bit-identical to a ``dssl bench --steps N`` run's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from typing import Any
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--objective", default="dino")
+    parser.add_argument("--backbone", default="vit_t16")
+    parser.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the preset's)")
+    parser.add_argument("--every", type=int, default=100, help="evaluate every N steps (and at the end)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--evaluators", default="linear_seg", help="comma-separated evaluator names")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeat)")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    args = parser.parse_args()
+    if args.every <= 0:
+        parser.error("--every must be positive")
+
+    from dssl.api import resolve
+    from dssl.host import get_host
+    from dssl.results import RunInfo
+    from dssl.runner import _evaluate, _NoTracker, _training_loader, build_run, make_trainer
+    from rich.console import Console
+
+    host = get_host()
+    console = Console(stderr=True, quiet=args.quiet)
+    with tempfile.TemporaryDirectory(prefix="dssl-curve-") as tmp:
+        sets = [
+            *args.set,
+            "tracking.enabled=false",
+            f"output_dir={tmp}",
+            f"checkpoint_every={args.every}",
+            f"evaluators=[{args.evaluators}]",
+        ]
+        overrides: dict[str, Any] = {"objective": args.objective, "backbone": args.backbone, "seed": args.seed}
+        if args.steps is not None:
+            overrides["steps"] = args.steps
+        config = resolve(host=host, sets=sets, **overrides)
+        built = build_run(config, host)
+        last_loss: dict[str, float | None] = {"loss": None}
+        rows: list[dict[str, Any]] = []
+
+        def evaluate(step: int) -> None:
+            started = time.perf_counter()
+            results = _evaluate(built, _NoTracker(), host, RunInfo(), console)
+            row: dict[str, Any] = {"step": step, "loss": last_loss["loss"]}
+            row |= {f"{r.evaluator}/{k}": round(v.value, 2) for r in results for k, v in r.metrics.items()}
+            row["eval_s"] = round(time.perf_counter() - started, 1)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+
+        def on_metrics(metrics: dict[str, float], step: int) -> None:
+            last_loss["loss"] = round(float(metrics["loss"]), 4) if "loss" in metrics else None
+
+        evaluate(0)
+        trainer = make_trainer(built, on_metrics=on_metrics, checkpoint_every=args.every)
+        trainer.on_checkpoint = evaluate
+        started = time.perf_counter()
+        trainer.fit(_training_loader(built))
+        if rows[-1]["step"] != config.optim.steps:
+            evaluate(config.optim.steps)
+        print(f"train + evaluations: {time.perf_counter() - started:.0f} s", flush=True)
+
+    keys = [k for k in rows[-1] if k not in ("step", "loss", "eval_s")]
+    print(f"\n{args.objective} on {args.backbone}, seed {args.seed}, sets: {' '.join(args.set) or 'none'}\n")
+    print("| step | loss | " + " | ".join(keys) + " |")
+    print("|---|---|" + "---|" * len(keys))
+    for row in rows:
+        loss = "—" if row["loss"] is None else f"{row['loss']:.3f}"
+        print(f"| {row['step']} | {loss} | " + " | ".join(f"{row.get(k, float('nan')):.2f}" for k in keys) + " |")
+
+
+if __name__ == "__main__":
+    main()
