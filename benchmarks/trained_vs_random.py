@@ -5,6 +5,7 @@ Usage::
     python benchmarks/trained_vs_random.py                       # the README's main job, seed 0
     python benchmarks/trained_vs_random.py --seeds 0 1           # two seeds
     python benchmarks/trained_vs_random.py --steps 50 --set optim.lr=0.01 --no-append
+    python benchmarks/trained_vs_random.py --config benchmarks/dino-cpu-dense.yaml --seeds 0 1   # 1000 steps
 
 For each seed it runs the main job (``dssl bench --objective dino --backbone vit_t16`` with the
 preset of this machine) through the Python API with tracking off and checkpoints in a temporary folder,
@@ -61,7 +62,7 @@ def run_seed(args: argparse.Namespace, seed: int, host: Any) -> dict[str, Any]:
         overrides: dict[str, Any] = {"objective": args.objective, "backbone": args.backbone, "seed": seed}
         if args.steps is not None:
             overrides["steps"] = args.steps
-        config = resolve(host=host, sets=sets, **overrides)
+        config = resolve(args.config, host=host, sets=sets, **overrides)
 
         load_before = os.getloadavg()
         started = time.perf_counter()
@@ -152,6 +153,7 @@ def main() -> None:
     parser.add_argument("--objective", default="dino")
     parser.add_argument("--backbone", default="vit_t16")
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the preset's)")
+    parser.add_argument("--config", type=Path, default=None, help="YAML run configuration, as dssl bench --config")
     parser.add_argument("--seed", "--seeds", dest="seeds", type=int, nargs="+", default=[0])
     parser.add_argument(
         "--set",
@@ -177,6 +179,8 @@ def main() -> None:
         return
     command = "python benchmarks/trained_vs_random.py " + shlex.join(sys.argv[1:])
     job = f"dssl bench --objective {args.objective} --backbone {args.backbone}"
+    if args.config is not None:
+        job += f" --config {shlex.quote(str(args.config))}"
     if args.steps is not None:
         job += f" --steps {args.steps}"
     job += "".join(f" --set {shlex.quote(s)}" for s in args.set)
