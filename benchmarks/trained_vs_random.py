@@ -66,7 +66,7 @@ def run_seed(args: argparse.Namespace, seed: int, host: Any) -> dict[str, Any]:
 
         load_before = os.getloadavg()
         started = time.perf_counter()
-        results = run(config, host=host)
+        results = run(config, host=host, console=console)
         trained_wall = time.perf_counter() - started
         load_after = os.getloadavg()
 

@@ -47,8 +47,22 @@ def command_line() -> str:
     return " ".join(["python", str(shown), *sys.argv[1:]])
 
 
-def append_section(title: str, body: str) -> Path:
-    """Append ``## title (date)`` and ``body`` to benchmarks/RESULTS.md; returns its path."""
+def append_section(
+    title: str, *, details: Sequence[str], table: str, threads: int | None = None, device: str = "cpu"
+) -> Path:
+    """Append ``## title (date)`` to benchmarks/RESULTS.md: the machine, the command, ``details``, then ``table``.
+
+    Args:
+        title: Section title; the UTC date is added.
+        details: Lines saying what was measured and how (settings, what each column means).
+        table: The markdown table of figures.
+        threads: Torch threads to report (default: the current setting).
+        device: The device measured on (``cuda`` adds the GPU's name).
+
+    Returns:
+        The path of RESULTS.md.
+    """
+    body = "\n".join([machine_line(threads, device), f"Command: `{command_line()}`", *details, "", table])
     date = time.strftime("%Y-%m-%d", time.gmtime())
     if not RESULTS.exists():
         RESULTS.write_text("# Benchmark results (dssl)\n")

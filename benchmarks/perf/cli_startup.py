@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import append_section, command_line, machine_line, median
+from _report import append_section, median
 
 COMMANDS: dict[str, list[str]] = {
     'python -c "import click, rich"': ["-c", "import click, rich"],
@@ -99,8 +99,7 @@ def main() -> None:
     print(settings)
     print(table)
     if not args.no_append:
-        body = "\n".join([machine_line(), f"Command: `{command_line()}`", f"Settings: {settings}", "", table])
-        print(f"appended to {append_section('CLI start-up', body)}")
+        print(f"appended to {append_section('CLI start-up', details=[f'Settings: {settings}'], table=table)}")
     if torch_count:
         sys.exit(1)
 

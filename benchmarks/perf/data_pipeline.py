@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import append_section, command_line, machine_line
+from _report import append_section
 
 
 def generation_rate(config: object, host: object, images: int) -> float:
@@ -87,17 +87,15 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if not args.no_append:
-        body = "\n".join(
-            [
-                machine_line(),
-                f"Command: `{command_line()}`",
+        path = append_section(
+            "Data pipeline",
+            details=[
                 f"Configuration: the main job's (`{base.preset}` preset, batch {base.optim.batch_size}); "
                 f"{args.steps} profiled steps after 2 warm-up steps per worker count (`dssl bench --profile-steps`).",
-                "",
-                table,
-            ]
+            ],
+            table=table,
         )
-        print(f"appended to {append_section('Data pipeline', body)}")
+        print(f"appended to {path}")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import append_section, command_line, machine_line, median
+from _report import append_section, median
 
 GOAL = 1.03
 
@@ -221,19 +221,19 @@ def main() -> None:
     print(settings)
     print(table)
     if not args.no_append:
-        body = "\n".join(
-            [
-                machine_line(args.threads, args.device),
-                f"Command: `{command_line()}`",
+        path = append_section(
+            "Engine overhead vs a bare PyTorch loop",
+            details=[
                 f"Settings: {settings}",
                 "Bare loop: zero_grad, objective forward + loss, backward, per-parameter clip (foreach), "
                 "before_optimizer_step, AdamW step, after_step (EMA); constant lr/wd, no logging. Data loading "
                 "excluded from both (held batches).",
-                "",
-                table,
-            ]
+            ],
+            table=table,
+            threads=args.threads,
+            device=args.device,
         )
-        print(f"appended to {append_section('Engine overhead vs a bare PyTorch loop', body)}")
+        print(f"appended to {path}")
 
 
 if __name__ == "__main__":

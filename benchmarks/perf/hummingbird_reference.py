@@ -25,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import append_section, command_line, machine_line, median
+from _report import append_section, median
 
 
 def _features() -> Any:
@@ -116,20 +116,19 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if not args.no_append:
-        body = "\n".join(
-            [
-                machine_line(1),
-                f"Command: `{command_line()}`",
+        path = append_section(
+            "Hummingbird vs straightforward reference",
+            details=[
                 "Same synthetic features (fixed random 16x16 patch embedding to 192 channels + GELU) of embedded "
                 "96 px images; every train patch in memory (`memory_size=None`, torch exact search), k = 30, "
                 f"T = 0.02; median of {args.repeats} runs each. Ratio = evaluator time / straightforward time "
                 "(the straightforward side holds the whole query x memory matrix; the evaluator searches in "
                 "bounded blocks and also handles class-balanced sampling, which is off here).",
-                "",
-                table,
-            ]
+            ],
+            table=table,
+            threads=1,
         )
-        print(f"appended to {append_section('Hummingbird vs straightforward reference', body)}")
+        print(f"appended to {path}")
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import append_section, command_line, machine_line, median
+from _report import append_section, median
 
 #: (label, objective, extra --set overrides)
 OBJECTIVES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -190,17 +190,17 @@ def main() -> None:
     print(settings)
     print(table)
     if not args.no_append:
-        body = "\n".join(
-            [
-                machine_line(args.threads, args.device),
-                f"Command: `{command_line()}`",
+        path = append_section(
+            "Objective cost relative to DINO",
+            details=[
                 f"Settings: {settings} One fresh subprocess per objective (MALLOC_MMAP_THRESHOLD_=65536); "
                 "training peak = peak minus the memory in use just before the first step.",
-                "",
-                table,
-            ]
+            ],
+            table=table,
+            threads=args.threads,
+            device=args.device,
         )
-        print(f"appended to {append_section('Objective cost relative to DINO', body)}")
+        print(f"appended to {path}")
 
 
 if __name__ == "__main__":

@@ -57,11 +57,15 @@ def resolve(
     return resolve_config(base=base, config_file=config_file, cli=cli, sets=sets, host=host or get_host())
 
 
-def run(config: RunConfig, *, host: PluginHost | None = None) -> RunResults:
-    """Train, evaluate and log one resolved configuration; returns its results."""
+def run(config: RunConfig, *, host: PluginHost | None = None, console: Any = None) -> RunResults:
+    """Train, evaluate and log one resolved configuration; returns its results.
+
+    ``console`` (a ``rich.console.Console``) receives the progress and the results table; a quiet one
+    silences them. Default: a stderr console.
+    """
     from dssl.runner import run_bench
 
-    return run_bench(config, host=host or get_host())
+    return run_bench(config, host=host or get_host(), console=console)
 
 
 def bench(

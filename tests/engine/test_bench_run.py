@@ -118,3 +118,18 @@ def test_corrupt_and_incompatible_checkpoints_exit_2(store, tmp_path):
         assert message in result.output and len(result.output.strip().splitlines()) == 1
     assert _runs(store) == []
     assert torch.get_num_threads() >= 1
+
+
+def test_api_run_with_a_quiet_console_prints_nothing(tmp_path, capsys):
+    from dssl.api import resolve, run
+    from rich.console import Console
+
+    config = resolve(
+        objective="dino",
+        backbone="vit_t16",
+        sets=[*TINY, "tracking.enabled=false", f"output_dir={tmp_path}"],
+    )
+    results = run(config, console=Console(quiet=True))
+    assert [e.evaluator for e in results.evaluations] == ["linear_seg", "kmeans_seg"]
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""

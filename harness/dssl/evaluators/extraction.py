@@ -289,64 +289,29 @@ def extract_dense(
         The :class:`DenseCache` of the dataset; inside :func:`feature_cache`, possibly a copy of an earlier
         identical extraction.
     """
-
-    def extract() -> DenseCache:
-        return _extract_dense(
-            features,
-            dataset,
-            info=info,
-            input_size=input_size,
-            mask_size=mask_size,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            device=device,
-            dtype=dtype,
-            progress=progress,
-            stage=stage,
-        )
-
     shared = _ACTIVE_CACHE.get()
-    if shared is None:
-        return extract()
-    key = (
-        id(features),
-        id(dataset),
-        getattr(dataset, "split", None),
-        as_hw(input_size),
-        as_hw(mask_size),
-        dtype,
-        batch_size,
-        str(torch.device(device)),
-        info,
-    )
-    found = shared.get(key)
-    if found is not None:
-        shared.hits += 1
-        if progress is not None:
-            n = len(found.features)
-            progress(stage, n, n)
-        return found
-    shared.misses += 1
-    result = extract()
-    shared.put(key, result, keep_alive=(features, dataset))
-    return result
+    key: Hashable = None
+    if shared is not None:
+        key = (
+            id(features),
+            id(dataset),
+            getattr(dataset, "split", None),
+            as_hw(input_size),
+            as_hw(mask_size),
+            dtype,
+            batch_size,
+            str(torch.device(device)),
+            info,
+        )
+        found = shared.get(key)
+        if found is not None:
+            shared.hits += 1
+            if progress is not None:
+                n = len(found.features)
+                progress(stage, n, n)
+            return found
+        shared.misses += 1
 
-
-def _extract_dense(
-    features: FeatureFn,
-    dataset: Dataset,
-    *,
-    info: DatasetInfo,
-    input_size: int | Sequence[int] | None,
-    mask_size: int | Sequence[int] | None,
-    batch_size: int,
-    num_workers: int,
-    device: torch.device | str,
-    dtype: torch.dtype,
-    progress: ProgressFn | None,
-    stage: str,
-) -> DenseCache:
-    """:func:`extract_dense` without the shared cache."""
     n = len(dataset)  # type: ignore[arg-type]
     if n == 0:
         raise ConfigError(f"{stage}: the dataset is empty")
@@ -394,7 +359,10 @@ def _extract_dense(
         if progress is not None:
             progress(stage, done, n)
     assert feats is not None and masks is not None and seen_hw is not None
-    return DenseCache(features=feats, masks=masks, input_hw=seen_hw)
+    result = DenseCache(features=feats, masks=masks, input_hw=seen_hw)
+    if shared is not None:
+        shared.put(key, result, keep_alive=(features, dataset))
+    return result
 
 
 def _check_labels(masks: Tensor, info: DatasetInfo, stage: str) -> None:

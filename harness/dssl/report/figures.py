@@ -31,11 +31,7 @@ def metric_bars(sections: Mapping[tuple[str, str], Sequence[MetricGroup]], path:
         sections: ``{(protocol id, metric key): groups}`` from :func:`dssl.report.runs.metric_groups`.
         path: PNG to write.
     """
-    plt = _pyplot()
-    n = max(1, len(sections))
-    cols = min(3, n)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.0 * cols, 3.6 * rows), squeeze=False)
+    fig, axes = _panels(len(sections), max_cols=3, width=5.0)
     for ax, ((protocol, key), groups) in zip(axes.flat, sections.items(), strict=False):
         positions = np.arange(len(groups))
         ax.bar(
@@ -49,12 +45,7 @@ def metric_bars(sections: Mapping[tuple[str, str], Sequence[MetricGroup]], path:
         ax.set_title(f"{key}  ({protocol})", fontsize=9)
         for x, g in zip(positions, groups, strict=True):
             ax.annotate(f"{g.mean:.2f}\nn={len(g.values)}", (x, g.mean), ha="center", va="bottom", fontsize=6)
-    for ax in list(axes.flat)[len(sections) :]:
-        ax.axis("off")
-    if not sections:
-        axes.flat[0].text(0.5, 0.5, "no evaluation metrics", ha="center", va="center")
-    fig.tight_layout()
-    return _save(fig, path)
+    return _save_panels(fig, axes, used=len(sections), empty="no evaluation metrics", path=path)
 
 
 def training_curves(curves: Mapping[str, Mapping[str, Sequence[tuple[int, float]]]], path: Path) -> Path:
@@ -64,11 +55,7 @@ def training_curves(curves: Mapping[str, Mapping[str, Sequence[tuple[int, float]
         curves: ``{metric: {run label: [(step, value), ...]}}``.
         path: PNG to write.
     """
-    plt = _pyplot()
-    n = max(1, len(curves))
-    cols = min(2, n)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(6.0 * cols, 3.6 * rows), squeeze=False)
+    fig, axes = _panels(len(curves), max_cols=2, width=6.0)
     for ax, (metric, lines) in zip(axes.flat, curves.items(), strict=False):
         for label, points in lines.items():
             steps, values = zip(*sorted(points), strict=True) if points else ((), ())
@@ -76,12 +63,7 @@ def training_curves(curves: Mapping[str, Mapping[str, Sequence[tuple[int, float]
         ax.set_title(metric, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.legend(fontsize=6)
-    for ax in list(axes.flat)[len(curves) :]:
-        ax.axis("off")
-    if not curves:
-        axes.flat[0].text(0.5, 0.5, "no training metrics", ha="center", va="center")
-    fig.tight_layout()
-    return _save(fig, path)
+    return _save_panels(fig, axes, used=len(curves), empty="no training metrics", path=path)
 
 
 def image_grid(rows: Sequence[tuple[str, Sequence[np.ndarray]]], path: Path, *, cell: float = 1.6) -> Path:
@@ -106,6 +88,24 @@ def image_grid(rows: Sequence[tuple[str, Sequence[np.ndarray]]], path: Path, *, 
             else:
                 ax.axis("off")
         axes[r, 0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _panels(count: int, *, max_cols: int, width: float) -> tuple[Any, Any]:
+    """A figure with a grid of at least one panel for ``count`` panels, ``max_cols`` per row."""
+    n = max(1, count)
+    cols = min(max_cols, n)
+    rows = math.ceil(n / cols)
+    return _pyplot().subplots(rows, cols, figsize=(width * cols, 3.6 * rows), squeeze=False)
+
+
+def _save_panels(fig: Any, axes: Any, *, used: int, empty: str, path: Path) -> Path:
+    """Blank the panels after the first ``used`` (saying ``empty`` when none is used) and save."""
+    for ax in list(axes.flat)[used:]:
+        ax.axis("off")
+    if not used:
+        axes.flat[0].text(0.5, 0.5, empty, ha="center", va="center")
     fig.tight_layout()
     return _save(fig, path)
 
