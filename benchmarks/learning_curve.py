@@ -48,10 +48,9 @@ def main() -> None:
     if args.every <= 0:
         parser.error("--every must be positive")
 
-    from dssl.api import resolve
+    from dssl.api import evaluate_built, resolve
     from dssl.host import get_host
-    from dssl.results import RunInfo
-    from dssl.runner import _evaluate, _NoTracker, _training_loader, build_run, make_trainer
+    from dssl.runner import _training_loader, build_run, make_trainer
     from rich.console import Console
 
     host = get_host()
@@ -74,7 +73,7 @@ def main() -> None:
 
         def evaluate(step: int) -> None:
             started = time.perf_counter()
-            results = _evaluate(built, _NoTracker(), host, RunInfo(), console)
+            results = evaluate_built(built, host=host, console=console)
             row: dict[str, Any] = {"step": step, "loss": last_loss["loss"]}
             row |= {f"{r.evaluator}/{k}": round(v.value, 2) for r in results for k, v in r.metrics.items()}
             row["eval_s"] = round(time.perf_counter() - started, 1)

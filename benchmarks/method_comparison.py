@@ -15,7 +15,7 @@ Two families of runs, as the method issues ask for them:
   CoTAP, CoTAP + OAF and PaKA each train ``--steps`` more steps from it (``--init <checkpoint>``),
   plus the start itself untrained.
 
-Every run goes through ``dssl.runner.build_run`` / ``_train`` / ``_evaluate``: the objective's own
+Every run goes through ``dssl.runner.build_run`` / ``_train`` / ``evaluate_backbone``: the objective's own
 preset block of this machine's preset, the same evaluators with the same options and the same
 evaluation data, tracking off. Numbers of different protocols are never put in one column; each
 column is ``evaluator@version metric``. The table is printed and, unless ``--no-append``, appended
@@ -100,13 +100,13 @@ def _record(row: Row, evaluations: list[Any]) -> None:
 
 def evaluate_untrained(args: argparse.Namespace, host: Any, family: str, label: str, init: str, tmp: Path) -> Row:
     """The common start of a family, evaluated without training (DINO's objective wraps it)."""
-    from dssl.results import RunInfo
-    from dssl.runner import _evaluate, _NoTracker, build_run
+    from dssl.api import evaluate_built
+    from dssl.runner import build_run
 
     config = _resolve(args, host, "dino", (), init, tmp)
     built = build_run(config, host)
     row = Row(family, label, init, 0)
-    _record(row, _evaluate(built, _NoTracker(), host, RunInfo(), _console(args)))
+    _record(row, evaluate_built(built, host=host, console=_console(args)))
     return row
 
 
@@ -114,8 +114,9 @@ def train_and_evaluate(
     args: argparse.Namespace, host: Any, family: str, method: Method, init: str, tmp: Path
 ) -> tuple[list[Row], Path]:
     """Train ``method`` from ``init`` and evaluate each of its evaluation variants."""
+    from dssl.api import evaluate_built
     from dssl.results import RunInfo
-    from dssl.runner import _evaluate, _NoTracker, _save_checkpoints, _train, build_run
+    from dssl.runner import _NoTracker, _save_checkpoints, _train, build_run
 
     config = _resolve(args, host, method.objective, method.sets, init, tmp)
     built = build_run(config, host)
@@ -133,7 +134,7 @@ def train_and_evaluate(
         row = Row(family, label, init, config.optim.steps)
         row.final_loss = float(summary.final_metrics.get("loss", float("nan")))
         row.train_seconds = summary.seconds
-        _record(row, _evaluate(built, _NoTracker(), host, RunInfo(), console))
+        _record(row, evaluate_built(built, host=host, console=console))
         rows.append(row)
     return rows, run_dir / "checkpoints" / "backbone.pt"
 

@@ -1,90 +1,115 @@
-"""What the main job's backbone reaches with labels in the same number of steps: a ceiling for short SSL runs.
+"""What a run's backbone reaches with labels in the same number of steps: a ceiling for short SSL runs.
 
 Usage::
 
-    python benchmarks/supervised_ceiling.py                  # 200 steps of 32 images at 64 px, as the cpu preset
-    python benchmarks/supervised_ceiling.py --steps 400 --size 96
+    python benchmarks/supervised_ceiling.py                         # the main job's run, seeds 0
+    python benchmarks/supervised_ceiling.py --seeds 0 1 2 --steps 1000
+    python benchmarks/supervised_ceiling.py --config benchmarks/cpu-track/dino.yaml --set optim.lr=0.004
 
-Builds the main job's backbone (``vit_t16``, seed 0, random init, exactly as ``dssl bench`` builds it), trains it
-*with the embedded masks* — a 1x1 convolution on the patch tokens, logits bilinearly upsampled, pixel-wise
-cross-entropy, AdamW — on the embedded training split resized to the global-crop side (no other augmentation),
-and scores the ``linear_seg@1`` probe (default options, the main job's 512 train / 256 val images) before and
-after. Nothing here is self-supervised: it measures how far the backbone and the probe *can* move in that many
-steps when the signal is the label itself, which bounds what a self-supervised objective can show at the same
-scale (``benchmarks/trained_vs_random.py``).
+Resolves the run exactly as ``dssl bench [--config FILE] --objective OBJ --backbone BB --seed S`` would (the
+preset of this machine, ``--set`` overrides), builds its backbone from the same start (``backbone.init``:
+random init or a checkpoint) and its training dataset, and trains the backbone *with the dense masks as labels*:
+a 1x1 convolution on the patch tokens, logits bilinearly upsampled to the mask, pixel-wise cross-entropy,
+AdamW at ``--lr`` with the run's batch size and number of steps, on the training images resized to the
+run's global-crop side (no other augmentation). Then it scores the run's evaluators on the result, exactly as
+``dssl bench`` scores a trained run. Nothing here is self-supervised: it measures how far the backbone and
+the probes *can* move in that many steps when the signal is the label itself, which bounds what a
+self-supervised objective can show at the same budget (``benchmarks/trained_vs_random.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import statistics
 import time
+from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbone", default="vit_t16")
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--size", type=int, default=64, help="training side in pixels (the cpu preset's global crop)")
-    parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-
+def train_supervised(built: Any, *, lr: float, seed: int, log_every: int = 100) -> float:
+    """Train ``built``'s backbone on its dataset's masks for the run's steps; returns the seconds taken."""
     import torch
     import torch.nn.functional as F
-    from dssl.api import resolve
-    from dssl.data.embedded import EmbeddedDataset
     from dssl.data.normalize import normalize
-    from dssl.evaluators.linear_seg import LinearSegEvaluator
-    from dssl.host import get_host
-    from dssl.runner import build_backbone, build_eval_datasets
 
-    host = get_host()
-    config = resolve(
-        host=host, sets=["tracking.enabled=false"], objective="dino", backbone=args.backbone, seed=args.seed
-    )
-    torch.manual_seed(args.seed)
-    backbone = build_backbone(config, host)
-    eval_train, eval_val = build_eval_datasets(config, host)
-    options = config.dataset.options
-    train = EmbeddedDataset("train", size=options.get("size", 96), seed=options.get("seed", 0))
-
-    def probe(label: str) -> None:
-        backbone.eval()
-        started = time.perf_counter()
-        with torch.inference_mode():
-            result = LinearSegEvaluator().evaluate(
-                features=backbone.features, train=eval_train, val=eval_val, dataset_name="embedded"
-            )
-        metrics = {k: round(v.value, 2) for k, v in result.metrics.items()}
-        print(f"{label:28s} linear_seg@1 {metrics} ({time.perf_counter() - started:.0f} s)", flush=True)
-        backbone.train()
-
-    probe("random init")
+    config = built.config
+    backbone = built.objective.backbone  # the student: an EMA teacher's weights take no gradient
+    train = built.train_set
+    size = int(config.augmentation.options.get("global_size", train[0]["image"].shape[-1]))
     head = torch.nn.Conv2d(backbone.embed_dim, train.num_classes, kernel_size=1)
-    optimizer = torch.optim.AdamW([*backbone.parameters(), *head.parameters()], lr=args.lr, weight_decay=0.04)
-    generator = torch.Generator().manual_seed(args.seed)
+    optimizer = torch.optim.AdamW([*backbone.parameters(), *head.parameters()], lr=lr, weight_decay=0.04)
+    generator = torch.Generator().manual_seed(seed)
+    backbone.train()
     started = time.perf_counter()
-    for step in range(1, args.steps + 1):
-        items = [train[i] for i in torch.randint(0, len(train), (args.batch_size,), generator=generator).tolist()]
+    for step in range(1, config.optim.steps + 1):
+        picks = torch.randint(0, len(train), (config.optim.batch_size,), generator=generator).tolist()
+        items = [train[i] for i in picks]
         images = torch.stack([it["image"] for it in items])
         masks = torch.stack([it["mask"] for it in items])
-        if args.size != images.shape[-1]:
-            images = F.interpolate(images, size=args.size, mode="bilinear", antialias=True)
-            masks = F.interpolate(masks[:, None].float(), size=args.size, mode="nearest")[:, 0].long()
+        if size != images.shape[-1]:
+            images = F.interpolate(images, size=size, mode="bilinear", antialias=True)
+            masks = F.interpolate(masks[:, None].float(), size=size, mode="nearest")[:, 0].long()
         tokens = backbone.features(normalize(images)).permute(0, 3, 1, 2)
         logits = F.interpolate(head(tokens), size=masks.shape[-2:], mode="bilinear", align_corners=False)
         loss = F.cross_entropy(logits, masks, ignore_index=train.ignore_index)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if step % 50 == 0 or step == args.steps:
-            print(f"step {step}: loss {loss.item():.3f} ({time.perf_counter() - started:.0f} s)", flush=True)
-    probe(f"supervised, {args.steps} steps")
+        if step % log_every == 0 or step == config.optim.steps:
+            print(f"  step {step}: loss {loss.item():.3f} ({time.perf_counter() - started:.0f} s)", flush=True)
+    backbone.eval()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--objective", default="dino", help="whose run configuration (backbone, data, steps) to use")
+    parser.add_argument("--backbone", default=None, help="default: the configuration's")
+    parser.add_argument("--config", type=Path, default=None, help="YAML run configuration, as dssl bench --config")
+    parser.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the run's)")
+    parser.add_argument("--seed", "--seeds", dest="seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--lr", type=float, default=5e-4, help="AdamW learning rate of the supervised training")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeat)")
+    args = parser.parse_args()
+
+    from dssl.api import build, evaluate_built, resolve
+    from dssl.host import get_host
+
+    host = get_host()
+    rows: list[dict[str, Any]] = []
+    for seed in args.seeds:
+        overrides: dict[str, Any] = {"objective": args.objective, "seed": seed}
+        if args.backbone is not None:
+            overrides["backbone"] = args.backbone
+        if args.steps is not None:
+            overrides["steps"] = args.steps
+        config = resolve(args.config, host=host, sets=[*args.set, "tracking.enabled=false"], **overrides)
+        built = build(config, host=host)
+        print(
+            f"seed {seed}: {config.backbone.name} from {config.backbone.init}, {config.optim.steps} steps", flush=True
+        )
+        start = evaluate_built(built, host=host)
+        seconds = train_supervised(built, lr=args.lr, seed=seed)
+        trained = evaluate_built(built, backbone=built.objective.backbone, host=host)
+        row = {"seed": seed, "steps": config.optim.steps, "train_s": round(seconds, 1)}
+        for label, results in (("start", start), ("supervised", trained)):
+            row |= {f"{label}/{r.evaluator}/{k}": round(v.value, 2) for r in results for k, v in r.metrics.items()}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    keys = sorted(k.split("/", 1)[1] for k in rows[0] if k.startswith("supervised/"))
+    print(f"\nsupervised ceiling over seeds {args.seeds} ({rows[0]['steps']} steps, lr {args.lr:g})")
+    for key in keys:
+        values = {label: [row[f"{label}/{key}"] for row in rows] for label in ("start", "supervised")}
+        shown = {
+            label: f"{statistics.fmean(v):.2f}" + (f" ± {statistics.stdev(v):.2f}" if len(v) > 1 else "")
+            for label, v in values.items()
+        }
+        print(f"  {key}: start {shown['start']} -> supervised {shown['supervised']}")
 
 
 if __name__ == "__main__":

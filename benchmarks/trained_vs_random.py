@@ -11,7 +11,7 @@ For each seed it runs the main job (``dssl bench --objective dino --backbone vit
 preset of this machine) through the Python API with tracking off and checkpoints in a temporary folder,
 then builds the same run again with ``dssl.runner.build_run`` (same seed, ``--init random``, nothing
 trained: the exact weights the training started from) and evaluates ``objective.eval_backbone()`` with
-``dssl.runner._evaluate``, i.e. the same evaluators with the same options. It prints trained vs random
+``dssl.api.evaluate_built``, i.e. the same evaluators with the same options. It prints trained vs random
 for ``linear_seg`` and ``kmeans_seg`` mIoU and appends a dated section to ``benchmarks/RESULTS.md``
 (machine, command, settings, numbers, wall times); ``--no-append`` only prints.
 
@@ -51,9 +51,8 @@ def metric_values(evaluations: list[Any]) -> dict[str, float]:
 
 
 def run_seed(args: argparse.Namespace, seed: int, host: Any) -> dict[str, Any]:
-    from dssl.api import resolve, run
-    from dssl.results import RunInfo
-    from dssl.runner import _evaluate, _NoTracker, build_run
+    from dssl.api import evaluate_built, resolve, run
+    from dssl.runner import build_run
     from rich.console import Console
 
     console = Console(stderr=True, quiet=args.quiet)
@@ -76,7 +75,7 @@ def run_seed(args: argparse.Namespace, seed: int, host: Any) -> dict[str, Any]:
         random_config.backbone.init = "random"
         started = time.perf_counter()
         built = build_run(random_config, host)
-        random_evals = _evaluate(built, _NoTracker(), host, RunInfo(), console)
+        random_evals = evaluate_built(built, host=host, console=console)
         random_wall = time.perf_counter() - started
 
     return {

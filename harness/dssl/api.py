@@ -16,8 +16,11 @@ from dssl.config import RunConfig, resolve_config
 from dssl.host import PluginHost, get_host
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from dssl.registry import ComponentEntry
-    from dssl.results import RunResults
+    from dssl.results import EvaluationResult, RunResults
+    from dssl.runner import BuiltRun
 
 #: Keyword shortcuts of :func:`bench`, the same as the CLI flags.
 _SHORTCUTS = {
@@ -66,6 +69,26 @@ def run(config: RunConfig, *, host: PluginHost | None = None, console: Any = Non
     from dssl.runner import run_bench
 
     return run_bench(config, host=host or get_host(), console=console)
+
+
+def build(config: RunConfig, *, host: PluginHost | None = None) -> BuiltRun:
+    """Build a resolved configuration's components (datasets, augmentation, backbone with its initial
+    weights, objective) exactly as ``dssl bench`` does before training; nothing is trained or logged."""
+    from dssl.runner import build_run
+
+    return build_run(config, host or get_host())
+
+
+def evaluate_built(
+    built: BuiltRun, *, backbone: nn.Module | None = None, host: PluginHost | None = None, console: Any = None
+) -> list[EvaluationResult]:
+    """Evaluate frozen features of a built run with its evaluators, as ``dssl bench`` does after training.
+
+    ``backbone`` defaults to the objective's evaluated backbone (DINO: the teacher); nothing is logged.
+    """
+    from dssl.runner import evaluate_backbone
+
+    return evaluate_backbone(built, host or get_host(), backbone=backbone, console=console)
 
 
 def bench(

@@ -23,6 +23,7 @@ def dssl_register_backbones(registry: KindRegistry) -> None:
             summary=spec.summary,
             options="dssl.backbones.vit_config:ViTOptions",
             timm_name=spec.timm_name,
+            timm_args=dict(spec.timm_args),
         )
     registry.add(
         "timm",
@@ -64,6 +65,13 @@ def dssl_register_datasets(registry: KindRegistry) -> None:
         "embedded",
         "dssl.data.embedded:build_embedded",
         summary="Procedural scenes with per-pixel labels, generated on the fly (no download)",
+        options="dssl.data.embedded_config:EmbeddedOptions",
+        test_options={"size": 32, "num_train": 8, "num_val": 4},
+    )
+    registry.add(
+        "embedded_natural",
+        "dssl.data.embedded:build_embedded_natural",
+        summary="The embedded scenes with class-typical, variable colours (the CPU track's data), generated",
         options="dssl.data.embedded_config:EmbeddedOptions",
         test_options={"size": 32, "num_train": 8, "num_val": 4},
     )

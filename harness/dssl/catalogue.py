@@ -28,6 +28,11 @@ class _Strict(BaseModel):
 class BackboneAlias(_Strict):
     timm_name: str
     summary: str
+    timm_args: dict[str, int | float | bool | str] = Field(
+        default_factory=dict,
+        description="Architecture arguments passed to timm.create_model over the timm model's own "
+        "(e.g. patch_size, embed_dim, depth, num_heads): a smaller timm ViT without a ViT of our own.",
+    )
 
 
 class DatasetDefinition(_Strict):

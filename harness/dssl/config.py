@@ -103,6 +103,11 @@ class RunConfig(_Section):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     log_every: int = Field(10, gt=0)
     checkpoint_every: int = Field(0, ge=0, description="Steps between checkpoints; 0: only at the end.")
+    baselines: list[Literal["start", "random"]] = Field(
+        default_factory=list,
+        description="Also evaluate, with the same evaluators, the backbone the run started from (start: its "
+        "--init) and/or the same architecture at random init (random), and show them beside the trained numbers.",
+    )
     output_dir: str = Field("dssl-runs", description="Local folder for checkpoints and results.")
     data_root: str | None = Field(
         None, description="Folder holding the real datasets (default $DSSL_DATA_ROOT); the embedded one needs none."
@@ -122,7 +127,7 @@ class RunConfig(_Section):
     def fingerprint(self) -> str:
         """Hash of what changes the numbers (not where they are logged): identifies a grid cell."""
         data = self.to_dict()
-        for volatile in ("tracking", "output_dir", "log_every", "data_root"):
+        for volatile in ("tracking", "output_dir", "log_every", "data_root", "baselines"):
             data.pop(volatile, None)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 

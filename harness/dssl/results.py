@@ -88,6 +88,11 @@ class RunResults(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, float] = Field(default_factory=dict)
     evaluations: list[EvaluationResult] = Field(default_factory=list)
+    baselines: dict[str, list[EvaluationResult]] = Field(
+        default_factory=dict,
+        description="Evaluations of reference backbones with the run's evaluators: 'start' (the weights "
+        "training started from) and/or 'random' (the architecture at random init).",
+    )
     versions: dict[str, str] = Field(default_factory=dict)
     seconds: float | None = None
     checkpoint: str | None = None

@@ -9,6 +9,7 @@ logged so far kept.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -41,6 +42,7 @@ class BuiltRun:
     objective: nn.Module
     init_report: str
     plugins: dict[str, str]
+    start_backbone: nn.Module | None = None
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -89,6 +91,9 @@ def build_run(config: RunConfig, host: PluginHost) -> BuiltRun:
     init_report = load_init(backbone, resolve_init(config.backbone.init))
     objective = objective_cls(backbone, objective_options, total_steps=config.optim.steps).to(device)
     plugins = {r.distribution: r.version for r in host.records if r.status == "loaded"}
+    # The evaluated network as training finds it, kept aside when the run compares itself with its start.
+    keep_start = "start" in config.baselines or ("random" in config.baselines and config.backbone.init == "random")
+    start_backbone = copy.deepcopy(objective.eval_backbone()) if keep_start else None
     return BuiltRun(
         config=config,
         device=device,
@@ -99,6 +104,7 @@ def build_run(config: RunConfig, host: PluginHost) -> BuiltRun:
         objective=objective,
         init_report=init_report.summary(),
         plugins=plugins,
+        start_backbone=start_backbone,
     )
 
 
@@ -140,6 +146,8 @@ def build_backbone(config: RunConfig, host: PluginHost, *, augmentation_options:
     backbone_entry = resolve_backbone_entry(host, config.backbone.name)
     backbone_options = dict(config.backbone.options)
     img_size = backbone_options.pop("img_size", None) or getattr(augmentation_options, "global_size", None) or 224
+    if backbone_entry.metadata.get("timm_args"):
+        backbone_options["timm_args"] = backbone_entry.metadata["timm_args"]
     return backbone_entry.load()(
         name=config.backbone.name,
         timm_name=backbone_entry.metadata.get("timm_name"),
@@ -330,13 +338,20 @@ def _execute(
                 results = RunResults(run=info, config=config.to_dict())
                 return results
             checkpoint = _save_checkpoints(built, trainer, run_dir, tracker)
-            evaluations = _evaluate(built, tracker, host, info, console)
+            evaluations = evaluate_backbone(built, host, tracker=tracker, info=info, console=console)
+            baselines = evaluate_baselines(built, host, console=console)
+            for name, baseline in baselines.items():
+                tracker.log_metrics(
+                    {f"baseline/{name}/{key}": v for result in baseline for key, v in result.flat_metrics().items()},
+                    step=0,
+                )
             results = RunResults(
                 run=info,
                 config=config.to_dict(),
                 train={k: float(v) for k, v in summary.final_metrics.items()}
                 | {"seconds": summary.seconds, "images_per_second": summary.images_per_second},
                 evaluations=evaluations,
+                baselines=baselines,
                 versions={"dssl-bench": __version__, "torch": torch.__version__} | built.plugins,
                 seconds=time.perf_counter() - started,
                 checkpoint=str(checkpoint),
@@ -657,12 +672,37 @@ def _eval_mode(module: nn.Module) -> Iterator[nn.Module]:
         module.train(was_training)
 
 
-def _evaluate(built: BuiltRun, tracker: Any, host: PluginHost, info: RunInfo, console: Any) -> list[EvaluationResult]:
+def evaluate_backbone(
+    built: BuiltRun,
+    host: PluginHost,
+    *,
+    backbone: nn.Module | None = None,
+    tracker: Any = None,
+    info: RunInfo | None = None,
+    console: Any = None,
+) -> list[EvaluationResult]:
+    """Evaluate frozen features with the run's evaluators, exactly as ``dssl bench`` does after training.
+
+    Args:
+        built: The built run (its configuration, evaluation datasets and device).
+        host: Plugin host (evaluator registry and lifecycle hooks).
+        backbone: The backbone to evaluate; default: the objective's ``eval_backbone()`` (DINO: the teacher).
+        tracker: Where each result is logged as it arrives, followed by the ``dssl_evaluation_finished``
+            hook; default: nowhere and no hook (the results are only returned).
+        info: The run's identity for the lifecycle hooks.
+        console: Rich console for the evaluators' progress; default: stderr.
+
+    Returns:
+        One :class:`~dssl.results.EvaluationResult` per configured evaluator, in order.
+    """
+    from rich.console import Console
+
     from dssl.engine.progress import StageProgress
     from dssl.engine.trainer import autocast_dtype
 
     config = built.config
-    backbone = built.objective.eval_backbone()  # type: ignore[operator]
+    backbone = backbone if backbone is not None else built.objective.eval_backbone()  # type: ignore[operator]
+    console = console if console is not None else Console(stderr=True)
     amp = autocast_dtype(config.precision, built.device)
 
     def frozen(method: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -696,9 +736,49 @@ def _evaluate(built: BuiltRun, tracker: Any, host: PluginHost, info: RunInfo, co
                 )
             if result.seconds is None:
                 result.seconds = time.perf_counter() - started
-            tracker.log_evaluation(result)
-            host.hook.dssl_evaluation_finished(run=info, result=result)
+            if tracker is not None:
+                tracker.log_evaluation(result)
+                host.hook.dssl_evaluation_finished(run=info or RunInfo(), result=result)
             results.append(result)
+    return results
+
+
+def _signed_gain(delta: float, direction: str) -> str:
+    """``+1.23`` in green when the change is an improvement in the metric's direction, red otherwise."""
+    better = delta > 0 if direction == "higher" else delta < 0
+    colour = "green" if better else ("red" if delta != 0 else "default")
+    return f"[{colour}]{delta:+.2f}[/{colour}]"
+
+
+def evaluate_baselines(built: BuiltRun, host: PluginHost, *, console: Any = None) -> dict[str, list[EvaluationResult]]:
+    """Evaluate the run's ``baselines`` with its evaluators: ``start`` and/or ``random``.
+
+    ``start`` is the evaluated network as training found it (the ``--init`` weights); ``random`` is the same
+    architecture at random init with the run's seed. When the run itself starts from random init the two are
+    the same network, evaluated once and reported as ``start``.
+    """
+    from dssl.engine.seeding import seed_everything
+
+    config = built.config
+    results: dict[str, list[EvaluationResult]] = {}
+    for name in config.baselines:
+        if name == "random" and config.backbone.init == "random":
+            if "start" in config.baselines:
+                continue
+            name = "start"
+        if name == "start":
+            assert built.start_backbone is not None  # kept by build_run when baselines ask for it
+            backbone = built.start_backbone
+        else:
+            # After training, so re-seeding cannot change the run: the weights a random-init run would start from.
+            seed_everything(config.seed)
+            fresh = build_backbone(config, host)
+            objective_entry = host.get("objective", config.objective.name)
+            objective = objective_entry.load()(
+                fresh, _options(objective_entry, config.objective.options), total_steps=config.optim.steps
+            )
+            backbone = objective.eval_backbone().to(built.device)
+        results[name] = evaluate_backbone(built, host, backbone=backbone, console=console)
     return results
 
 
@@ -712,22 +792,34 @@ def image_feature_method(backbone: nn.Module) -> Callable[[torch.Tensor], torch.
 
 
 def print_results(results: RunResults, console: Any) -> None:
+    """The results table; with baselines, the trained numbers beside the start's and random init's."""
     from rich.table import Table
 
+    init = str(results.config.get("backbone", {}).get("init", "random"))
+    baseline_names = [n for n in ("start", "random") if n in results.baselines]
+    headers = {"start": "start (random init)" if init == "random" else "start", "random": "random init"}
+    baseline_values = {
+        name: {f"{e.evaluator}/{m}": v.value for e in results.baselines[name] for m, v in e.metrics.items()}
+        for name in baseline_names
+    }
     table = Table(title="results", title_justify="left")
-    for column in ("evaluator", "protocol", "dataset", "metric", "value", "better"):
+    for column in ("evaluator", "protocol", "dataset", "metric", "trained" if baseline_names else "value"):
         table.add_column(column)
+    for name in baseline_names:
+        table.add_column(headers[name], justify="right")
+        if name == "start":
+            table.add_column("Δ vs start", justify="right")
+    table.add_column("better")
     for evaluation in results.evaluations:
         for metric, value in evaluation.metrics.items():
             shown = f"{value.value:.2f}" + (f" ± {value.std:.2f} (n={value.n})" if value.std is not None else "")
-            table.add_row(
-                evaluation.evaluator,
-                evaluation.protocol_id,
-                evaluation.dataset,
-                metric,
-                shown,
-                value.direction,
-            )
+            row = [evaluation.evaluator, evaluation.protocol_id, evaluation.dataset, metric, shown]
+            for name in baseline_names:
+                reference = baseline_values[name].get(f"{evaluation.evaluator}/{metric}")
+                row.append("—" if reference is None else f"{reference:.2f}")
+                if name == "start":
+                    row.append("—" if reference is None else _signed_gain(value.value - reference, value.direction))
+            table.add_row(*row, value.direction)
     console.print(table)
     if results.run.output_dir:
         console.print(f"results: {Path(results.run.output_dir) / 'results.json'}")

@@ -22,7 +22,7 @@ Example:
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +48,8 @@ ALIASES: dict[str, str] = {
 }
 
 _MASK_MODES = ("token", "drop")
+# timm.create_model arguments that the backbone sets itself; timm_args may not override them.
+_DSSL_TIMM_ARGS = frozenset({"pretrained", "num_classes", "dynamic_img_size", "img_size", "drop_path_rate"})
 
 
 @dataclass
@@ -114,6 +116,9 @@ class ViTBackbone(nn.Module):
         feature_layers: Default blocks of :meth:`features` (negative indices count from the end).
         mask_mode: Default effect of a mask in :meth:`forward`: ``"token"`` (mask token) or ``"drop"``.
             Only ``"token"`` creates the ``mask_token`` parameter.
+        timm_args: Architecture arguments given to ``timm.create_model`` over those of ``model_name``
+            (``patch_size``, ``embed_dim``, ``depth``, ``num_heads``, ...): a smaller timm ViT, e.g. the CPU
+            track's ``vit_p8`` alias.
 
     Attributes:
         vit: The timm ``VisionTransformer`` (``num_classes=0``, ``dynamic_img_size=True``).
@@ -134,6 +139,7 @@ class ViTBackbone(nn.Module):
         drop_path_rate: float = 0.0,
         feature_layers: Sequence[int] | None = None,
         mask_mode: str = "token",
+        timm_args: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if mask_mode not in _MASK_MODES:
@@ -146,6 +152,12 @@ class ViTBackbone(nn.Module):
             raise ConfigError(f"img_size must be positive, got {img_size}")
         self.model_name = model_name
         self.timm_name = resolve_model_name(model_name)
+        self.timm_args: dict[str, Any] = dict(timm_args or {})
+        reserved = sorted(
+            {"pretrained", "num_classes", "dynamic_img_size", "img_size", "drop_path_rate"} & set(self.timm_args)
+        )
+        if reserved:
+            raise ConfigError(f"timm_args may not set {', '.join(reserved)} (dssl sets them)")
         try:
             vit = timm.create_model(
                 self.timm_name,
@@ -154,6 +166,7 @@ class ViTBackbone(nn.Module):
                 dynamic_img_size=True,
                 img_size=img_size,
                 drop_path_rate=drop_path_rate,
+                **self.timm_args,
             )
         except TypeError as exc:  # non-ViT constructors reject ViT kwargs such as dynamic_img_size
             raise ConfigError(f"'{self.timm_name}' is not a timm VisionTransformer ({exc})") from exc
@@ -228,6 +241,7 @@ class ViTBackbone(nn.Module):
             "drop_path_rate": self.drop_path_rate,
             "feature_layers": None if self.feature_layers is None else list(self.feature_layers),
             "mask_mode": self.mask_mode,
+            "timm_args": dict(self.timm_args),
         }
 
     def no_weight_decay(self) -> set[str]:
@@ -443,6 +457,7 @@ def build_vit(
     name: str | None = None,
     img_size: int = 224,
     extra_tokens: int = 0,
+    timm_args: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> ViTBackbone:
     """Factory used by the component registry.
@@ -452,6 +467,7 @@ def build_vit(
         name: An alias (``vit_s16``) or timm name.
         img_size: Training resolution (see :class:`~dssl.backbones.vit_config.ViTOptions`).
         extra_tokens: Extra prefix tokens the objective asks for.
+        timm_args: Architecture arguments over the timm model's (the alias's ``timm_args`` in registry.yaml).
         **options: The other :class:`~dssl.backbones.vit_config.ViTOptions` fields.
 
     Raises:
@@ -471,4 +487,5 @@ def build_vit(
         drop_path_rate=opts.drop_path_rate,
         feature_layers=opts.feature_layers,
         mask_mode=opts.mask_mode,
+        timm_args=timm_args,
     )

@@ -123,13 +123,30 @@ def _hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
     return np.array(rgb, dtype=np.float32) * 255.0
 
 
-def _colour_pair(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Two colours of a region: any hue and saturation, values at least 0.3 apart.
+#: Typical hue of each class (stuff then things) under ``palette="natural"``: 0 red, 1/6 yellow, 1/3 green,
+#: 1/2 cyan, 2/3 blue, 5/6 magenta. Classes share hue families in pairs or threes (sky/water/ellipse,
+#: grass/triangle, brick/cross/disc, square/star), so colour narrows a region down to a few classes and
+#: texture and shape must decide, as in natural images where colour is class-typical but not decisive.
+NATURAL_HUES: tuple[float, ...] = (0.60, 0.31, 0.52, 0.03, 0.07, 0.15, 0.34, 0.78, 0.99, 0.14, 0.64, 0.88)
+#: Standard deviation of a region's hue around its class's typical hue.
+NATURAL_HUE_SPREAD = 0.04
+#: Probability that a region ignores its class's hue (any hue), like an unusually coloured object.
+NATURAL_OFF_PALETTE = 0.25
+
+
+def _colour_pair(rng: np.random.Generator, typical_hue: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Two colours of a region: values at least 0.3 apart; the hue is any, or near ``typical_hue``.
 
     The value gap keeps the texture visible whatever the hues (two saturated colours of equal
-    brightness would blur into one under greyscale or colour-jitter augmentation).
+    brightness would blur into one under greyscale or colour-jitter augmentation). Without
+    ``typical_hue`` (``palette="random"``) the first hue is uniform; with it, it is drawn around the
+    class's hue, except with probability :data:`NATURAL_OFF_PALETTE`.
     """
-    h1, s1, v1 = rng.random(), rng.uniform(0.25, 1.0), rng.uniform(0.3, 1.0)
+    if typical_hue is None or rng.random() < NATURAL_OFF_PALETTE:
+        h1 = rng.random()
+    else:
+        h1 = (typical_hue + rng.normal(0.0, NATURAL_HUE_SPREAD)) % 1.0
+    s1, v1 = rng.uniform(0.25, 1.0), rng.uniform(0.3, 1.0)
     h2 = (h1 + rng.uniform(0.2, 0.8)) % 1.0 if rng.random() < 0.5 else h1
     s2 = rng.uniform(0.1, 1.0)
     v2 = rng.uniform(0.05, v1 - 0.3) if v1 >= 0.65 else rng.uniform(v1 + 0.3, 1.0)
@@ -306,7 +323,9 @@ def _pixel_centres(size: int) -> np.ndarray:
     return centres
 
 
-def _paint_background(rng: np.random.Generator, size: int, image: np.ndarray, mask: np.ndarray) -> None:
+def _paint_background(
+    rng: np.random.Generator, size: int, image: np.ndarray, mask: np.ndarray, hues: tuple[float, ...] | None
+) -> None:
     """Fill the whole image with one stuff region, or two split by a wavy horizon or a blob."""
     centres = _pixel_centres(size)
     ys, xs = centres[:, None], centres[None, :]
@@ -331,7 +350,7 @@ def _paint_background(rng: np.random.Generator, size: int, image: np.ndarray, ma
         regions.append((second, region))
     for cls, region in regions:
         t = _STUFF_TEXTURES[cls](rng, ys, xs, size)
-        c1, c2 = _colour_pair(rng)
+        c1, c2 = _colour_pair(rng, None if hues is None else hues[cls])
         colour = c1 + t[..., None] * (c2 - c1)
         if region is None:
             image[...] = colour
@@ -341,12 +360,15 @@ def _paint_background(rng: np.random.Generator, size: int, image: np.ndarray, ma
             np.copyto(mask, cls, where=region)
 
 
-def _render_scene(rng: np.random.Generator, size: int) -> EmbeddedScene:
-    """Render one scene from ``rng``; every random draw comes from it, in a fixed order."""
+def _render_scene(rng: np.random.Generator, size: int, hues: tuple[float, ...] | None = None) -> EmbeddedScene:
+    """Render one scene from ``rng``; every random draw comes from it, in a fixed order.
+
+    ``hues``: the typical hue of each class (``palette="natural"``), or ``None`` for any hue.
+    """
     image = np.empty((size, size, 3), dtype=np.float32)
     mask = np.empty((size, size), dtype=np.int64)
     instances = np.full((size, size), -1, dtype=np.int16)
-    _paint_background(rng, size, image, mask)
+    _paint_background(rng, size, image, mask, hues)
 
     centres = _pixel_centres(size)
     scale = size / _REF_SIZE
@@ -358,7 +380,7 @@ def _render_scene(rng: np.random.Generator, size: int) -> EmbeddedScene:
         cy, cx = rng.uniform(0.1, 0.9, 2) * size
         theta = rng.uniform(0.0, _TWO_PI)
         period = max(3.0, rng.uniform(5.0, 8.0) * scale)
-        c1, c2 = _colour_pair(rng)
+        c1, c2 = _colour_pair(rng, None if hues is None else hues[THING_CLASSES[k]])
         shape_fn, texture_fn = _THINGS[k]
 
         # Work in the bounding box of the object's unit disc only: objects are small.
@@ -435,6 +457,7 @@ class EmbeddedDataset(Dataset[dict[str, torch.Tensor]]):
         size: int = 96,
         num_images: int | None = None,
         seed: int = 0,
+        palette: Literal["random", "natural"] = "random",
     ) -> None:
         if split not in _SPLIT_KEYS:
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
@@ -450,6 +473,9 @@ class EmbeddedDataset(Dataset[dict[str, torch.Tensor]]):
         self.size = int(size)
         self.num_images = int(num_images)
         self.seed = int(seed)
+        if palette not in ("random", "natural"):
+            raise ValueError(f"palette must be 'random' or 'natural', got {palette!r}")
+        self.palette = palette
 
     def __len__(self) -> int:
         return self.num_images
@@ -476,7 +502,7 @@ class EmbeddedDataset(Dataset[dict[str, torch.Tensor]]):
 
     def scene(self, index: int) -> EmbeddedScene:
         """Render image ``index`` with its instance bookkeeping (for tests, debugging and plots)."""
-        return _render_scene(self.rng(index), self.size)
+        return _render_scene(self.rng(index), self.size, NATURAL_HUES if self.palette == "natural" else None)
 
     def render(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Render image ``index`` in numpy.
@@ -523,3 +549,11 @@ def build_embedded(
     """
     num_images = options.num_train if split == "train" else options.num_val
     return EmbeddedDataset(split, size=options.size, num_images=num_images, seed=options.seed)
+
+
+def build_embedded_natural(
+    options: EmbeddedOptions, *, split: Literal["train", "val"], data_root: object = None
+) -> EmbeddedDataset:
+    """Factory of ``embedded_natural``: the same scenes with class-typical colours (``palette="natural"``)."""
+    num_images = options.num_train if split == "train" else options.num_val
+    return EmbeddedDataset(split, size=options.size, num_images=num_images, seed=options.seed, palette="natural")

@@ -75,6 +75,8 @@ def build_backbone(entry: ComponentEntry, *, extra_tokens: int = 0, img_size: in
     values.pop("img_size", None)
     name = entry.metadata.get("test_name", entry.name)
     kwargs: dict[str, Any] = {"name": name, "timm_name": entry.metadata.get("timm_name"), "extra_tokens": extra_tokens}
+    if entry.metadata.get("timm_args"):
+        kwargs["timm_args"] = entry.metadata["timm_args"]
     if img_size is not None:
         kwargs["img_size"] = img_size
     return entry.load()(**kwargs, **values)
