@@ -80,6 +80,18 @@ FROZEN_DEFAULTS: dict[str, dict[str, Any]] = {
         "seed": 0,
         "temperature": 0.02,
     },
+    # The reference's per-patch sampling noise, Hungarian scoring and absent classes counted 0.
+    "hummingbird@2": {
+        **_DENSE,
+        "absent_classes": "zero",
+        "matching": "hungarian",
+        "memory_size": 102400,
+        "num_neighbours": 30,
+        "sampling_noise": "per_patch",
+        "search": "auto",
+        "seed": 0,
+        "temperature": 0.02,
+    },
     "knn@1": {"input_size": None, "ks": [10, 20, 100, 200], "temperature": 0.07},
     "linear_cls@1": {
         "batch_size": 256,
@@ -102,6 +114,8 @@ FROZEN_DEFAULTS: dict[str, dict[str, Any]] = {
         "seed": 0,
     },
 }
+# dse@2: same defaults, reference computation (shuffled patches in M_dim, intra-batch spread pooled over groups).
+FROZEN_DEFAULTS["dse@2"] = FROZEN_DEFAULTS["dse@1"]
 
 
 def _builtin_evaluators() -> list[Any]:
