@@ -70,6 +70,27 @@ FROZEN_DEFAULTS: dict[str, dict[str, Any]] = {
         "pca_dim": 50,
         "init": "random",
     },
+    # Same defaults; K <= C is scored with Hungarian matching instead of many-to-one.
+    "overcluster@2": {
+        **_KMEANS,
+        "ks": [100, 300, 500],
+        "match_score": "precision",
+        "standardize": True,
+        "pca_dim": 50,
+        "init": "random",
+    },
+    "overcluster_neco@1": {
+        **_KMEANS,
+        "absent_classes": "zero",
+        "input_size": 448,
+        "mask_size": 100,
+        "ks": ["num_classes", 500],
+        "match_score": "precision",
+        "standardize": True,
+        "pca_dim": 50,
+        "init": "random",
+        "seeds": [0, 1, 2, 3, 4],
+    },
     "hummingbird@1": {
         **_DENSE,
         "matching": "none",
