@@ -88,4 +88,4 @@ def test_cityscapes_train_ids_equal_cityscapesscripts_labels():
             owner[label.id] = label.trainId
             names[label.trainId] = label.name
     np.testing.assert_array_equal(LABEL_TO_TRAIN, owner)
-    assert CLASS_NAMES == tuple(names[i] for i in range(len(names)))
+    assert tuple(names[i] for i in range(len(names))) == CLASS_NAMES

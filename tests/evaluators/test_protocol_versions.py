@@ -182,3 +182,21 @@ def test_every_frozen_row_belongs_to_a_registered_protocol() -> None:
         current.add(f"{cls.protocol}@{cls.protocol_version}")
     # Older versions may stay in the table (history); every current version must be there.
     assert current <= set(FROZEN_DEFAULTS)
+
+
+@pytest.mark.parametrize("name", _ids())
+def test_registry_states_each_protocols_sources_and_absent_class_convention(name: str) -> None:
+    entry = get_host().get("evaluator", name)
+    cls = entry.load()
+    protocol = load_catalogue().protocols[cls.protocol]
+    # Papers and repositories, not a document outside the project; and what the numbers compare with.
+    assert protocol.reference and "methods.md" not in protocol.reference
+    assert protocol.reproduces
+    assert all(v < protocol.version for v in protocol.history)
+    assert set(protocol.history) == set(range(1, protocol.version)), "say what every earlier version computed"
+    defaults = entry.options_model()()
+    if "absent_classes" in type(defaults).model_fields and not getattr(cls, "diagnostic", False):
+        # The mean-IoU convention the registry states is the one the protocol's defaults follow.
+        assert protocol.absent_classes == defaults.absent_classes
+    else:
+        assert protocol.absent_classes is None
