@@ -231,7 +231,10 @@ class CoTAPLoss(nn.Module):
             correspondence_vu: ``(index (B, M), valid (B, M))`` patch of u for each patch of v, or ``None``.
 
         Returns:
-            ``{"loss": scalar, "ap": mean AP, "masked": fraction of masked queries, "target_mass": mean Σ_j Y}``.
+            ``{"loss": scalar, "ap": mean AP, "masked": fraction of masked queries, "target_mass": mean Σ_j Y,
+            "target_mass_fraction": mean Σ_j Y / M}`` (over the unmasked queries). ``target_mass_fraction`` is
+            the collapse monitor: 1.0 when every candidate ties with the best one (a constant filter or
+            projector output: AP ≡ 1, no gradient), ``1/M`` when each query has one clear match.
         """
         with torch.autocast(device_type=student_u.device.type, enabled=False):
             su, sv = F.normalize(student_u.float(), dim=-1), F.normalize(student_v.float(), dim=-1)
@@ -243,9 +246,11 @@ class CoTAPLoss(nn.Module):
             count = mask.sum()
             mean_ap = (ap * mask).sum() / count.clamp_min(1)
             mass = torch.cat([y_uv.sum(2).flatten(), y_vu.sum(2).flatten()])
+            fraction = torch.cat([y_uv.mean(2).flatten(), y_vu.mean(2).flatten()])
             return {
                 "loss": 1.0 - mean_ap,
                 "ap": mean_ap.detach(),
                 "masked": 1.0 - count.float() / mask.numel(),
                 "target_mass": ((mass * mask).sum() / count.clamp_min(1)).detach(),
+                "target_mass_fraction": ((fraction * mask).sum() / count.clamp_min(1)).detach(),
             }

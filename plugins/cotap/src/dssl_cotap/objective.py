@@ -119,7 +119,9 @@ class CoTAPObjective(DINOObjective):
 
         Returns:
             ``{"loss", "dino_loss", "cotap_loss", "cotap_ap", "cotap_masked", "cotap_target_mass",
-            "teacher_temp"}`` scalars.
+            "cotap_target_mass_fraction", "teacher_temp"}`` scalars, all logged every log step;
+            ``cotap_target_mass_fraction`` near 1 means the filtered teacher outputs collapsed (see
+            :meth:`CoTAPLoss.forward`).
         """
         o = self.options
         crops = list(batch.crops)
