@@ -183,3 +183,11 @@ def test_cotap_term_stays_live_while_training_with_oaf():
         assert float(out["cotap_loss"]) > 1e-3, (step, out)
         assert float(out["cotap_target_mass_fraction"]) < 0.99, (step, out)
         assert filter_grad > 0.0, step
+
+
+def test_published_cotap_numbers_are_labelled_as_the_full_method() -> None:
+    # The README's CoTAP rows are CoTAP with OAF; here `cotap` is the method without it.
+    from dssl.catalogue import load_catalogue
+
+    published = [r for r in load_catalogue().references if "CoTAP" in r.source and "+CoTAP" in r.source]
+    assert published and {r.method for r in published} == {_objective().method_label}
