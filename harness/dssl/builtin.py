@@ -144,6 +144,15 @@ def dssl_register_evaluators(registry: KindRegistry) -> None:
         test_options={"ks": [8], "seeds": [0], "n_init": 1},
     )
     registry.add(
+        "overcluster_neco",
+        "dssl.evaluators.overcluster_neco:OverclusterNecoEvaluator",
+        summary="NeCo's eval_overcluster: 448 px, scaler + faiss PCA 50 + faiss k-means, K = C and 500, 5 seeds",
+        options="dssl.evaluators.overcluster_neco_config:OverclusterNecoOptions",
+        protocol="overcluster_neco",
+        requires_module="faiss",  # optional extra: pip install dssl-bench[faiss]
+        test_options={"ks": ["num_classes", 8], "seeds": [0], "n_init": 1, "input_size": 32, "mask_size": 16},
+    )
+    registry.add(
         "hummingbird",
         "dssl.evaluators.hummingbird:HummingbirdEvaluator",
         summary="Hummingbird dense k-NN label transfer from a class-balanced memory of train patches, mIoU",

@@ -9,10 +9,10 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from dssl.errors import ConfigError
 from dssl.validation import describe_validation_error
@@ -43,9 +43,33 @@ class DatasetDefinition(_Strict):
 
 
 class ProtocolDefinition(_Strict):
+    """A versioned evaluation protocol.
+
+    Attributes:
+        version: The current version (the evaluator class carries the same number).
+        summary: What the protocol computes.
+        reference: Papers and repositories (with commit) the protocol follows.
+        reproduces: What the current version's numbers are comparable with.
+        absent_classes: Its convention for classes absent from the ground truth (an
+            ``AbsentClassPolicy``), for protocols that average IoUs over classes.
+        history: Earlier versions -> what they computed and what they reproduced.
+    """
+
     version: int = Field(ge=1)
     summary: str
     reference: str | None = None
+    reproduces: str | None = None
+    absent_classes: Literal["exclude_no_gt", "exclude_empty", "zero"] | None = None
+    history: dict[int, str] = Field(default_factory=dict)
+
+    @field_validator("history")
+    @classmethod
+    def _earlier_versions(cls, history: dict[int, str], info: ValidationInfo) -> dict[int, str]:
+        version = info.data.get("version")
+        later = [v for v in history if version is not None and not 1 <= v < version]
+        if later:
+            raise ValueError(f"history lists versions {later}, which are not earlier than version {version}")
+        return history
 
     def id(self, name: str) -> str:
         return f"{name}@{self.version}"
@@ -79,6 +103,7 @@ class ReferenceResult(_Strict):
     value: float
     source: str
     direction: str = "higher"
+    absent_classes: Literal["exclude_no_gt", "exclude_empty", "zero"] | None = None
 
 
 class Catalogue(_Strict):

@@ -53,7 +53,8 @@ class ComponentEntry:
         options: ``"package.module:Model"`` of the pydantic options model, or the class itself; ``None``
             when the component takes no options. Options modules must not import torch.
         metadata: Kind-specific facts, e.g. ``default_augmentation`` of an objective or ``protocol`` of an
-            evaluator.
+            evaluator; ``requires_module`` names the module of an optional extra the component needs
+            (the conformance tests skip it when that module is missing).
     """
 
     kind: ComponentKind

@@ -88,8 +88,11 @@ def build_run(config: RunConfig, host: PluginHost) -> BuiltRun:
 
     backbone = build_backbone(config, host, augmentation_options=augmentation_options)
     check_views_fit(augmentation, train_set, backbone.patch_size, config.seed)
-    init_report = load_init(backbone, resolve_init(config.backbone.init))
-    objective = objective_cls(backbone, objective_options, total_steps=config.optim.steps).to(device)
+    init = resolve_init(config.backbone.init)
+    init_report = load_init(backbone, init)
+    objective = objective_cls(backbone, objective_options, total_steps=config.optim.steps)
+    extras = objective.load_init_extras(init) if init not in ("random", "timm") else None
+    objective = objective.to(device)
     plugins = {r.distribution: r.version for r in host.records if r.status == "loaded"}
     # The evaluated network as training finds it, kept aside when the run compares itself with its start.
     keep_start = "start" in config.baselines or ("random" in config.baselines and config.backbone.init == "random")
@@ -102,7 +105,7 @@ def build_run(config: RunConfig, host: PluginHost) -> BuiltRun:
         eval_val=eval_val,
         augmentation=augmentation,
         objective=objective,
-        init_report=init_report.summary(),
+        init_report=init_report.summary() + (f"; {extras}" if extras else ""),
         plugins=plugins,
         start_backbone=start_backbone,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from dssl.augment.geometry import (
@@ -97,3 +98,19 @@ def test_cross_view_grid_validity() -> None:
     assert valid[0].tolist() == [[True, False], [False, False]]
     sampled = F.grid_sample(torch.arange(4.0).view(1, 1, 2, 2), grid, align_corners=False)
     assert sampled[0, 0, 0, 0].item() == 3.0  # B's top-left patch centre is A's bottom-right cell
+
+
+@pytest.mark.parametrize(("ours", "theirs"), [(1, 1), (2, 2), (3, 3), (0, -1)])
+def test_roi_align_sub_samples_like_torchvision(ours: int, theirs: int) -> None:
+    """Averaged sub-samples per cell at torchvision.ops.roi_align(aligned=True)'s positions (0 = adaptive)."""
+    from torchvision.ops import roi_align as tv_roi_align
+
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(3, 5, 12, 16, generator=g, dtype=torch.float64)
+    view = torch.tensor([[0.0, 0.0, 1.0, 1.0]] * 3, dtype=torch.float64)
+    roi = torch.tensor([[0.2, 0.15, 0.8, 0.85], [0.3, 0.3, 0.5, 0.45], [0.1, 0.2, 0.9, 0.6]], dtype=torch.float64)
+    got = roi_align(feats, view, torch.zeros(3, dtype=torch.bool), roi, (4, 3), sampling_ratio=ours)
+    scale = torch.tensor([16.0, 12.0, 16.0, 12.0], dtype=torch.float64)
+    boxes = torch.cat([torch.arange(3, dtype=torch.float64)[:, None], roi * scale], dim=1)
+    expected = tv_roi_align(feats, boxes, (4, 3), spatial_scale=1.0, sampling_ratio=theirs, aligned=True)
+    torch.testing.assert_close(got, expected)

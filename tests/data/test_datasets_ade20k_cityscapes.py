@@ -76,3 +76,16 @@ def test_cityscapes_missing_label_file(tmp_path):
         path.unlink()
     with pytest.raises(ConfigError, match=r"cityscapes: expected <city>/\*_leftImg8bit.png images in"):
         build_cityscapes(CityscapesOptions(), split="val", data_root=root)
+
+
+def test_cityscapes_train_ids_equal_cityscapesscripts_labels():
+    """The labelId -> trainId table and the class names are the owner's (cityscapesScripts helpers/labels.py)."""
+    labels = pytest.importorskip("cityscapesscripts.helpers.labels")
+    owner = np.full(256, 255, dtype=np.int64)
+    names = {}
+    for label in labels.labels:
+        if 0 <= label.id < 256 and label.trainId not in (255, -1):
+            owner[label.id] = label.trainId
+            names[label.trainId] = label.name
+    np.testing.assert_array_equal(LABEL_TO_TRAIN, owner)
+    assert tuple(names[i] for i in range(len(names))) == CLASS_NAMES

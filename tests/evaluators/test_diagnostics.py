@@ -68,8 +68,9 @@ def test_centred_singular_sum_and_kmeans() -> None:
     assert sorted(torch.bincount(labels).tolist()) == [20, 20, 20]
 
 
-def _dse_reference(x: torch.Tensor, local: int, glob: int, group: int, seed: int) -> float:
-    """The DSE formula written out term by term with the same k-means draws (generator order)."""
+def _dse_reference(x: torch.Tensor, local: int, glob: int, group: int, seed: int) -> dict[str, float]:
+    """``compute_DSE`` of EldercatSAM/SSL-Degradation written out term by term, with the same k-means and
+    permutation draws (generator order: image k-means, group k-means, then one permutation per image)."""
     x = F.normalize(x.to(torch.float64), dim=2)
     b, n, d = x.shape
     gen = torch.Generator().manual_seed(seed)
@@ -82,13 +83,14 @@ def _dse_reference(x: torch.Tensor, local: int, glob: int, group: int, seed: int
             m = pts[lab == c]
             if len(m) > 1:
                 out.append(float(torch.linalg.svdvals(m - m.mean(0)).sum()) / math.sqrt(max(len(m) - 1, d)))
-        return sum(out) / len(out)
+        return out
 
     intra_img = []
     for i in range(b):
         _, lab = dse_kmeans(x[i], local, 20, gen)
-        intra_img.append(spreads(x[i], lab))
-    inter, intra_b = [], []
+        s = spreads(x[i], lab)
+        intra_img.append(sum(s) / len(s) if s else 1.0)
+    inter, ers_global = [], []
     for s in range(0, b, group):
         pts = x[s : s + group].reshape(-1, d)
         cen, lab = dse_kmeans(pts, glob, 20, gen)
@@ -96,20 +98,57 @@ def _dse_reference(x: torch.Tensor, local: int, glob: int, group: int, seed: int
         for p in range(len(pts)):
             dists.append(min(float((pts[p] - cen[c]).norm()) for c in range(len(cen)) if c != int(lab[p])))
         inter.append(sum(dists) / len(dists))
-        intra_b.append(spreads(pts, lab))
+        ers_global += spreads(pts, lab)  # one list over all groups
+    perm = [torch.randperm(n, generator=gen) for _ in range(b)]
     dims = []
     for p in range(n):
-        sv = torch.linalg.svdvals(x[:, p])
+        sv = torch.linalg.svdvals(torch.stack([x[i, perm[i][p]] for i in range(b)]))
         q = sv / sv.sum()
         dims.append(math.exp(-float((q * (q + 1e-12).log()).sum())) / min(b, d))
     mean = lambda v: sum(v) / len(v)  # noqa: E731
-    return mean(inter) / avg + mean(dims) - (mean(intra_b) + mean(intra_img)) / (2 * avg)
+    intra_batch = mean(ers_global) if ers_global else 1.0
+    dse = mean(inter) / avg + mean(dims) - (intra_batch + mean(intra_img)) / (2 * avg)
+    return {"dse": dse, "m_dim": mean(dims), "m_intra_batch": intra_batch, "m_intra_image": mean(intra_img)}
 
 
 def test_dse_matches_term_by_term_reference() -> None:
     feats = torch.randn(10, 6, 5, generator=torch.Generator().manual_seed(3))
     got = compute_dse(feats, local_clusters=2, global_clusters=4, group_size=4, seed=7)
-    assert got["dse"] == pytest.approx(_dse_reference(feats, 2, 4, 4, 7), rel=1e-9)
+    for key, value in _dse_reference(feats, 2, 4, 4, 7).items():
+        assert got[key] == pytest.approx(value, rel=1e-9), key
+
+
+def test_dse_intra_batch_pools_clusters_of_groups_with_different_counts() -> None:
+    g = torch.Generator().manual_seed(0)
+    spread_group = torch.randn(4, 6, 5, generator=g, dtype=torch.float64)  # 4 usable clusters
+    # Two distinct patch values only: k-means finds two clusters (the others stay empty), both without spread.
+    two_values = torch.randn(2, 5, generator=g, dtype=torch.float64)
+    flat_group = two_values[torch.arange(24) % 2].reshape(4, 6, 5)
+    feats = torch.cat([spread_group, flat_group])
+    got = compute_dse(feats, local_clusters=2, global_clusters=4, group_size=4, seed=1)
+    ref = _dse_reference(feats, 2, 4, 4, 1)
+    assert got["m_intra_batch"] == pytest.approx(ref["m_intra_batch"], rel=1e-9)
+    assert got["dse"] == pytest.approx(ref["dse"], rel=1e-9)
+    # Pooled: 4 + 2 clusters, so the spread of the first group counts 4/6, not 1/2 (a mean of group means).
+    gen = torch.Generator().manual_seed(1)
+    x = F.normalize(feats, dim=2)
+    for i in range(8):
+        dse_kmeans(x[i], 2, 20, gen)  # the per-image k-means draw first
+    _, lab = dse_kmeans(x[:4].reshape(-1, 5), 4, 20, gen)
+    first = [centred_singular_sum(x[:4].reshape(-1, 5)[lab == c]) for c in lab.unique() if (lab == c).sum() > 1]
+    assert len(first) == 4
+    assert got["m_intra_batch"] == pytest.approx(sum(first) / 6, rel=1e-9)
+
+
+def test_dse_effective_dimensionality_shuffles_patches_per_image() -> None:
+    g = torch.Generator().manual_seed(0)
+    # Each patch index carries its own fixed vector in every image (a position code): comparing the same
+    # index across images sees rank one, the shuffled patches see the spread between positions.
+    positions = torch.randn(16, 8, generator=g)
+    feats = positions[None].expand(12, -1, -1) + 1e-3 * torch.randn(12, 16, 8, generator=g)
+    got = compute_dse(feats, local_clusters=2, global_clusters=3, group_size=4, seed=2)
+    assert got["m_dim"] == pytest.approx(_dse_reference(feats, 2, 3, 4, 2)["m_dim"], rel=1e-9)
+    assert got["m_dim"] > 0.5  # the unshuffled matrices have effective rank ~1 of min(12, 8) = 8: ~0.13
 
 
 def test_dse_evaluator_is_seeded_diagnostic(val_ds: BlockDataset) -> None:
@@ -121,5 +160,5 @@ def test_dse_evaluator_is_seeded_diagnostic(val_ds: BlockDataset) -> None:
     a = DSEEvaluator(opts).evaluate(features=fn, train=val_ds, val=val_ds, dataset_name="b")
     assert torch.equal(torch.rand(1), before)  # the global RNG is untouched
     b = DSEEvaluator(opts).evaluate(features=fn, train=val_ds, val=val_ds, dataset_name="b")
-    assert a.metrics == b.metrics and a.protocol_id == "dse@1" and a.settings["diagnostic"] is True
+    assert a.metrics == b.metrics and a.protocol_id == "dse@2" and a.settings["diagnostic"] is True
     assert math.isfinite(a.metrics["dse"].value)

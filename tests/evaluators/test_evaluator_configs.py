@@ -57,8 +57,8 @@ def test_config_modules_do_not_import_torch_or_sklearn() -> None:
         "import sys, dssl.evaluators, dssl.evaluators.linear_seg_config, dssl.evaluators.kmeans_seg_config, "
         "dssl.evaluators.linear_seg_neco_config, dssl.evaluators.overcluster_config, "
         "dssl.evaluators.hummingbird_config, dssl.evaluators.knn_config, dssl.evaluators.linear_cls_config, "
-        "dssl.evaluators.diagnostics_config; "
-        "bad = [m for m in ('torch', 'sklearn', 'scipy', 'numpy') if m in sys.modules]; "
+        "dssl.evaluators.diagnostics_config, dssl.evaluators.overcluster_neco_config; "
+        "bad = [m for m in ('torch', 'sklearn', 'scipy', 'numpy', 'faiss') if m in sys.modules]; "
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": str(HARNESS)})

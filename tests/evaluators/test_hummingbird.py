@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from dssl.data.normalize import normalize
+from dssl.evaluators.extraction import dataset_info
 from dssl.evaluators.hummingbird import (
     HummingbirdEvaluator,
     knn_search,
     patch_soft_labels,
+    reference_sampling_noise,
     select_memory_patches,
     transfer_labels,
 )
 from dssl.evaluators.hummingbird_config import HummingbirdOptions
-from seg_synthetic import BlockDataset, class_features, noise_features
+from scipy.optimize import linear_sum_assignment
+from seg_synthetic import GRID, BlockDataset, class_features, noise_features
 
 
 def _brute_transfer(memory, labels, query, k, t):
@@ -80,11 +85,13 @@ def test_clean_features_score_100_and_settings(train_ds: BlockDataset, val_ds: B
         dataset_name="blocks",
         progress=lambda *a: calls.append(a),
     )
-    assert result.protocol_id == "hummingbird@1"
+    assert result.protocol_id == "hummingbird@2"
     assert result.metrics["miou"].value == 100.0
     s = result.settings
     assert (s["memory_patches"], s["patches_per_image"], s["num_neighbours"], s["temperature"]) == (128, 8, 30, 0.02)
-    assert (s["matching"], s["search"], s["augmentation"]) == ("none", "torch-exact", "none")
+    assert (s["matching"], s["absent_classes"], s["sampling_noise"]) == ("hungarian", "zero", "per_patch")
+    assert s["augmentation"] == "none"
+    assert s["search"] in ("torch-exact", "faiss-flat-ip")
     assert {c[0] for c in calls} == {"memory", "features/val", "retrieval"}
 
 
@@ -107,3 +114,120 @@ def test_deterministic_and_leaves_global_rng(train_ds: BlockDataset, val_ds: Blo
     assert torch.equal(torch.rand(1), before)
     b = HummingbirdEvaluator(opts).evaluate(features=fn, train=train_ds, val=val_ds, dataset_name="b")
     assert a.metrics == b.metrics
+
+
+# -- the reference's bounded memory and scoring, written out independently (open-hummingbird-eval 2.0.0) -------
+
+
+def _reference_memory(ds: BlockDataset, fn, keep: int, batch_size: int, seed: int) -> tuple[torch.Tensor, ...]:
+    """Per batch: ``rand(#non-empty patches)`` handed out image by image; per image the ``keep`` patches of
+    smallest ``Σ_{c in patch} #patches-with-c · u`` (``hbird_eval._sample_features``), L2-normalised."""
+    g = torch.Generator().manual_seed(seed)
+    feats, labels, draws = [], [], []
+    for first in range(0, len(ds), batch_size):
+        items = [ds[i] for i in range(first, min(len(ds), first + batch_size))]
+        x = fn(normalize(torch.stack([it["image"] for it in items])))  # (B, h, w, D)
+        masks = torch.stack([it["mask"] for it in items])
+        masks = torch.where(masks == ds.ignore_index, 0, masks)
+        b, h, w, d = x.shape
+        ph, pw = masks.shape[1] // h, masks.shape[2] // w
+        soft = torch.zeros(b, h * w, ds.num_classes)
+        for i in range(b):
+            for n in range(h * w):
+                block = masks[i, (n // w) * ph : (n // w + 1) * ph, (n % w) * pw : (n % w + 1) * pw]
+                for c in range(ds.num_classes):
+                    soft[i, n, c] = float((block == c).sum()) / block.numel()
+        r = torch.rand(b * h * w, generator=g)  # every patch holds a class after 255 -> 0: all non-empty
+        draws.append(r)
+        for i in range(b):
+            present = [{c for c in range(ds.num_classes) if soft[i, n, c] > 0} for n in range(h * w)]
+            freq = {c: sum(c in p for p in present) for c in range(ds.num_classes)}
+            score = [sum(freq[c] for c in present[n]) * float(r[i * h * w + n]) for n in range(h * w)]
+            for n in sorted(range(h * w), key=lambda n: score[n])[:keep]:
+                feats.append(x[i].reshape(-1, d)[n] / x[i].reshape(-1, d)[n].norm())
+                labels.append(soft[i, n])
+    return torch.stack(feats), torch.stack(labels), torch.cat(draws)
+
+
+def _reference_miou(memory, memory_labels, ds: BlockDataset, fn, k: int, t: float, batch_size: int) -> float:
+    """Label transfer, bilinear upsampling, ``PredsmIoU.compute()``: Hungarian on ``1 - IoU`` (unmatched
+    predictions -> 0) and the mean over every class with ``max(denominator, 1e-8)``."""
+    c = ds.num_classes
+    conf = np.zeros((c, c), dtype=np.int64)
+    # The test's feature noise depends on the position in a batch: extract in the evaluator's batches.
+    feats = torch.cat([fn(normalize(ds.images[i : i + batch_size])) for i in range(0, len(ds), batch_size)])
+    for i in range(len(ds)):
+        item = ds[i]
+        x = feats[i]
+        soft = _brute_transfer(memory.double(), memory_labels.double(), x.reshape(-1, x.shape[-1]).double(), k, t)
+        maps = soft.T.reshape(1, c, GRID, GRID).float()
+        pred = F.interpolate(maps, size=item["mask"].shape, mode="bilinear", align_corners=False).argmax(dim=1)[0]
+        for gt_c, pred_c in zip(item["mask"].flatten().tolist(), pred.flatten().tolist(), strict=True):
+            if gt_c != ds.ignore_index:
+                conf[gt_c, pred_c] += 1
+    iou = np.array(
+        [[conf[g, p] / max(conf[g].sum() + conf[:, p].sum() - conf[g, p], 1e-8) for p in range(c)] for g in range(c)]
+    )
+    rows, cols = linear_sum_assignment(1.0 - iou)
+    to_class = np.zeros(c, dtype=np.int64)
+    to_class[cols] = rows
+    jac = []
+    for cls in range(c):
+        tp = sum(conf[cls, p] for p in range(c) if to_class[p] == cls)
+        fp = sum(conf[g, p] for g in range(c) for p in range(c) if to_class[p] == cls and g != cls)
+        fn_ = conf[cls].sum() - tp
+        jac.append(tp / max(tp + fp + fn_, 1e-8))
+    return 100.0 * float(np.mean(jac))
+
+
+def test_sampling_noise_is_one_draw_per_non_empty_patch_in_image_order() -> None:
+    soft = torch.zeros(2, 3, 2)
+    soft[0, 0, 0] = soft[0, 2, 1] = soft[1, 0, 0] = soft[1, 1, 1] = soft[1, 2, 0] = 1.0  # image 0 patch 1 empty
+    noise = reference_sampling_noise(soft, torch.Generator().manual_seed(5))
+    r = torch.rand(5, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(noise, torch.tensor([[r[0], 1.0, r[1]], [r[2], r[3], r[4]]]))
+    # The empty patch keeps the reference's sentinel score and is never kept before a labelled one.
+    assert select_memory_patches(soft, 2, noise)[0].tolist() == sorted([0, 2], key=lambda n: float(noise[0, n]))
+
+
+def test_bounded_memory_and_miou_follow_the_reference(train_ds: BlockDataset, val_ds: BlockDataset) -> None:
+    fn = class_features(4, noise=1.0)
+    opts = HummingbirdOptions(memory_size=len(train_ds) * 5, feature_batch_size=6, search="torch", seed=4)
+    ev = HummingbirdEvaluator(opts)
+    memory, memory_labels, _ = ev._build_memory(fn, train_ds, dataset_info(train_ds, "train"), "cpu", None)
+    ref_memory, ref_labels, draws = _reference_memory(train_ds, fn, 5, 6, seed=4)
+    torch.testing.assert_close(memory, ref_memory)
+    torch.testing.assert_close(memory_labels, ref_labels)
+    # The per-patch draws change which patches are kept (one scalar per batch would keep the same ones).
+    deterministic = HummingbirdEvaluator(opts.model_copy(update={"sampling_noise": "per_batch"}))
+    old_memory, _, _ = deterministic._build_memory(fn, train_ds, dataset_info(train_ds, "train"), "cpu", None)
+    assert not torch.equal(old_memory, memory) and len(draws) == len(train_ds) * GRID * GRID
+    result = ev.evaluate(features=fn, train=train_ds, val=val_ds, dataset_name="blocks")
+    expected = _reference_miou(ref_memory, ref_labels, val_ds, fn, 30, 0.02, batch_size=6)
+    assert result.metrics["miou"].value == pytest.approx(expected, abs=1e-9)
+
+
+def test_published_scoring_matches_classes_and_counts_absent_ones_zero() -> None:
+    train, val = BlockDataset(8, seed=1), BlockDataset(6, seed=2)
+    for ds in (train, val):
+        ds.num_classes, ds.class_names = 5, [*ds.class_names, "never seen"]  # class 4: no pixel, no prediction
+    train.masks = (train.masks + 1) % 4  # the memory labels every class as the next one: ids come out permuted
+    fn = class_features(4)
+    published = HummingbirdEvaluator(HummingbirdOptions(memory_size=None, mask_size=GRID)).evaluate(
+        features=fn, train=train, val=val, dataset_name="b"
+    )
+    # Hungarian matching undoes the permutation; the unseen class scores 0 and stays in the mean.
+    assert published.metrics["miou"].value == pytest.approx(100.0 * 4 / 5)
+    unmatched = HummingbirdOptions(memory_size=None, mask_size=GRID, matching="none", absent_classes="exclude_no_gt")
+    version_1 = HummingbirdEvaluator(unmatched).evaluate(features=fn, train=train, val=val, dataset_name="b")
+    assert version_1.metrics["miou"].value == 0.0
+
+
+def test_faiss_search_equals_torch_search() -> None:
+    pytest.importorskip("faiss")
+    g = torch.Generator().manual_seed(3)
+    memory, query = F.normalize(torch.randn(300, 8, generator=g), dim=1), torch.randn(20, 8, generator=g)
+    s1, i1 = knn_search(memory, query, 30, use_faiss=True)
+    s2, i2 = knn_search(memory, query, 30, use_faiss=False)
+    torch.testing.assert_close(s1, s2)
+    assert torch.equal(i1, i2)

@@ -49,3 +49,27 @@ def test_runs_with_small_overrides_and_records_protocol(train_ds: BlockDataset, 
         [8, 8],
         "batchnorm+conv1x1",
     )
+
+
+def test_best_epoch_selection_is_an_option_that_picks_the_best_val_epoch(
+    train_ds: BlockDataset, val_ds: BlockDataset
+) -> None:
+    # A constant learning rate: the head after e epochs does not depend on the total number of epochs,
+    # so separate runs of 1..E epochs give every epoch's val mIoU independently of the selection code.
+    base = {"input_size": 16, "mask_size": 4, "lr": 0.3, "batch_size": 4, "schedule": "constant"}
+    fn = class_features(4, noise=2.5)
+    per_epoch = [
+        LinearSegNecoEvaluator(LinearSegNecoOptions(epochs=e, **base))
+        .evaluate(features=fn, train=train_ds, val=val_ds, dataset_name="b")
+        .metrics["miou"]
+        .value
+        for e in range(1, 6)
+    ]
+    assert LinearSegNecoOptions().select_best_epoch is False  # the default scores the last epoch
+    selected = LinearSegNecoEvaluator(LinearSegNecoOptions(epochs=5, select_best_epoch=True, **base)).evaluate(
+        features=fn, train=train_ds, val=val_ds, dataset_name="b"
+    )
+    assert selected.metrics["miou"].value == pytest.approx(max(per_epoch))
+    assert selected.settings["epoch_mious"] == pytest.approx(per_epoch)
+    assert selected.settings["best_epoch"] == 1 + per_epoch.index(max(per_epoch))
+    assert len(set(per_epoch)) > 1  # the case discriminates: the epochs differ

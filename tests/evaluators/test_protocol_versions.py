@@ -2,7 +2,9 @@
 
 A change of a default that can move the numbers must come with a protocol version bump (in the
 evaluator class *and* in registry.yaml ``protocols:``) and a new row in ``FROZEN_DEFAULTS``; editing a
-row in place is the mistake this test exists to catch. Keys in ``NUMERICALLY_NEUTRAL`` only change
+row in place is the mistake this test exists to catch; the one exception is a new option whose default
+reproduces the old behaviour exactly (e.g. ``select_best_epoch: False``), which joins the rows that
+have it. Keys in ``NUMERICALLY_NEUTRAL`` only change
 speed or memory (batching of the frozen feature calls, search chunking, data-loader workers) and are
 left out.
 """
@@ -41,6 +43,7 @@ _LINEAR_SEG = {
     "optimizer": "adamw",
     "schedule": "cosine",
     "seed": 0,
+    "select_best_epoch": False,
     "step_epochs": 20,
     "step_gamma": 0.1,
     "weight_decay": 0.0001,
@@ -70,12 +73,45 @@ FROZEN_DEFAULTS: dict[str, dict[str, Any]] = {
         "pca_dim": 50,
         "init": "random",
     },
+    # Same defaults; K <= C is scored with Hungarian matching instead of many-to-one.
+    "overcluster@2": {
+        **_KMEANS,
+        "ks": [100, 300, 500],
+        "match_score": "precision",
+        "standardize": True,
+        "pca_dim": 50,
+        "init": "random",
+    },
+    "overcluster_neco@1": {
+        **_KMEANS,
+        "absent_classes": "zero",
+        "input_size": 448,
+        "mask_size": 100,
+        "ks": ["num_classes", 500],
+        "match_score": "precision",
+        "standardize": True,
+        "pca_dim": 50,
+        "init": "random",
+        "seeds": [0, 1, 2, 3, 4],
+    },
     "hummingbird@1": {
         **_DENSE,
         "matching": "none",
         "memory_size": 102400,
         "num_neighbours": 30,
         "sampling_noise": "per_batch",
+        "search": "auto",
+        "seed": 0,
+        "temperature": 0.02,
+    },
+    # The reference's per-patch sampling noise, Hungarian scoring and absent classes counted 0.
+    "hummingbird@2": {
+        **_DENSE,
+        "absent_classes": "zero",
+        "matching": "hungarian",
+        "memory_size": 102400,
+        "num_neighbours": 30,
+        "sampling_noise": "per_patch",
         "search": "auto",
         "seed": 0,
         "temperature": 0.02,
@@ -102,6 +138,8 @@ FROZEN_DEFAULTS: dict[str, dict[str, Any]] = {
         "seed": 0,
     },
 }
+# dse@2: same defaults, reference computation (shuffled patches in M_dim, intra-batch spread pooled over groups).
+FROZEN_DEFAULTS["dse@2"] = FROZEN_DEFAULTS["dse@1"]
 
 
 def _builtin_evaluators() -> list[Any]:
@@ -144,3 +182,21 @@ def test_every_frozen_row_belongs_to_a_registered_protocol() -> None:
         current.add(f"{cls.protocol}@{cls.protocol_version}")
     # Older versions may stay in the table (history); every current version must be there.
     assert current <= set(FROZEN_DEFAULTS)
+
+
+@pytest.mark.parametrize("name", _ids())
+def test_registry_states_each_protocols_sources_and_absent_class_convention(name: str) -> None:
+    entry = get_host().get("evaluator", name)
+    cls = entry.load()
+    protocol = load_catalogue().protocols[cls.protocol]
+    # Papers and repositories, not a document outside the project; and what the numbers compare with.
+    assert protocol.reference and "methods.md" not in protocol.reference
+    assert protocol.reproduces
+    assert all(v < protocol.version for v in protocol.history)
+    assert set(protocol.history) == set(range(1, protocol.version)), "say what every earlier version computed"
+    defaults = entry.options_model()()
+    if "absent_classes" in type(defaults).model_fields and not getattr(cls, "diagnostic", False):
+        # The mean-IoU convention the registry states is the one the protocol's defaults follow.
+        assert protocol.absent_classes == defaults.absent_classes
+    else:
+        assert protocol.absent_classes is None

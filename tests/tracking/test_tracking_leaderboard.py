@@ -174,7 +174,7 @@ def test_sections_and_directions(board: tuple[str, str]) -> None:
     # Each section is one contiguous block: protocol versions are never interleaved.
     blocks = [s for i, s in enumerate(sections) if i == 0 or s != sections[i - 1]]
     assert len(blocks) == len(set(blocks)) == 4
-    assert blocks[-1] == ("linear_seg/miou", "paper:linear_seg", "voc")  # paper-only section last
+    assert blocks[-1] == ("linear_seg/miou", "paper:linear_seg", "voc", "")  # paper-only section last
     v1 = [r for r in rows if r.protocol == "linear_seg@1" and r.metric == "linear_seg/miou"]
     assert [(r.objective, r.rank) for r in v1] == [("leopart", None), ("cotap", 1), ("dino", 2)]
     assert v1[0].reference
@@ -303,3 +303,22 @@ def test_a_tagged_method_variant_is_its_own_row(tracking_uri: str) -> None:
     rows = collect_rows(tracking_uri=tracking_uri, experiment=experiment)
     by_method = {r.objective: (r.mean, r.n_seeds) for r in rows}
     assert by_method == {"cotap": (40.5, 2), "cotap+oaf": (50.5, 2)}
+
+
+def test_absent_class_conventions_are_shown_and_never_ranked_together(tracking_uri: str) -> None:
+    experiment = f"absent-{uuid.uuid4().hex[:8]}"
+    for seed, (value, absent) in enumerate([(60.0, "zero"), (70.0, "exclude_no_gt"), (62.0, "zero")]):
+        evaluation = _evaluation("hummingbird", 2, "miou", value)
+        evaluation.settings["absent_classes"] = absent
+        _run(tracking_uri, experiment, objective=f"m{seed}", seed=0, evaluations=[evaluation])
+    rows = sort_rows(collect_rows(tracking_uri=tracking_uri, experiment=experiment))
+    assert {(r.objective, r.absent_classes, r.rank) for r in rows} == {
+        ("m0", "zero", 2),
+        ("m2", "zero", 1),
+        ("m1", "exclude_no_gt", 1),
+    }
+    text = render(rows, "markdown")
+    assert "absent classes: zero (every class in the mean, absent ones 0" in text
+    assert "absent classes: exclude_no_gt (classes without ground-truth pixels leave the mean)" in text
+    published = reference_rows([{**REFERENCES[0], "absent_classes": "zero"}])
+    assert published[0].absent_classes == "zero" and "absent classes: zero" in render(published, "markdown")

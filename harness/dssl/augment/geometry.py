@@ -210,12 +210,16 @@ def roi_align(
     roi_box: Tensor,
     out_hw: tuple[int, int],
     *,
+    sampling_ratio: int = 1,
     mode: str = "bilinear",
     padding_mode: str = "border",
 ) -> Tensor:
     """Resample a view's feature map onto ``roi_box`` (in image coordinates) at ``out_hw``.
 
-    One bilinear sample per output cell (no sub-cell averaging, unlike ``torchvision.ops.roi_align``).
+    Each output cell is the mean of ``sampling_ratio × sampling_ratio`` bilinear samples at the centres of
+    a regular sub-grid of the cell, the sample positions of ``torchvision.ops.roi_align(aligned=True)``;
+    ``sampling_ratio=0`` chooses ``ceil(ROI extent / out size)`` samples per side and ROI from the extent
+    in feature cells, like torchvision's ``sampling_ratio=-1``; ``1`` is one sample at the cell centre.
     ``padding_mode="border"`` because ROI cells near the view's edge sample within half a feature cell
     of it, where ``"zeros"`` would darken them.
 
@@ -225,6 +229,7 @@ def roi_align(
         flip_view: ``(B,)`` its flip.
         roi_box: ``(B, 4)`` region in image coordinates.
         out_hw: ``(oh, ow)``.
+        sampling_ratio: Samples per cell side (``0``: adaptive per ROI).
         mode: ``grid_sample`` interpolation mode.
         padding_mode: ``grid_sample`` padding mode.
 
@@ -232,8 +237,36 @@ def roi_align(
         ``(B, D, oh, ow)`` features; cell ``(i, j)`` of two views aligned on the same ROI shows the same
         image point.
     """
-    grid = roi_sampling_grid(box_view, flip_view, roi_box, out_hw).to(features.dtype)
-    return F.grid_sample(features, grid, mode=mode, padding_mode=padding_mode, align_corners=False)
+    if sampling_ratio < 0:
+        raise ValueError(f"sampling_ratio must be >= 0 (0: adaptive), got {sampling_ratio}")
+    oh, ow = out_hw
+    if sampling_ratio > 0:
+        per_roi = torch.full((features.shape[0], 2), sampling_ratio, dtype=torch.int64)
+    else:
+        # ROI extent in the view's feature cells, as torchvision's ceil(roi_height / pooled_height).
+        view_wh = (box_view[:, 2:] - box_view[:, :2]).clamp_min(1e-12)
+        cells = (
+            (roi_box[:, 2:] - roi_box[:, :2])
+            / view_wh
+            * torch.tensor([features.shape[-1], features.shape[-2]], dtype=roi_box.dtype, device=roi_box.device)
+        )
+        per_roi = torch.stack([(cells[:, 1] / oh).ceil(), (cells[:, 0] / ow).ceil()], dim=1).clamp_min(1).long().cpu()
+    counts = sorted({tuple(r) for r in per_roi.tolist()})
+    if len(counts) == 1:
+        sh, sw = counts[0]
+        grid = roi_sampling_grid(box_view, flip_view, roi_box, (oh * sh, ow * sw)).to(features.dtype)
+        fine = F.grid_sample(features, grid, mode=mode, padding_mode=padding_mode, align_corners=False)
+        return F.avg_pool2d(fine, (sh, sw)) if (sh, sw) != (1, 1) else fine
+    out = features.new_empty(features.shape[0], features.shape[1], oh, ow)
+    # One sub-grid per distinct (rows, cols) sample count: a finer ROI grid averaged back to out_hw.
+    for sh, sw in counts:
+        rows = ((per_roi[:, 0] == sh) & (per_roi[:, 1] == sw)).nonzero().squeeze(1).to(features.device)
+        grid = roi_sampling_grid(box_view[rows], flip_view[rows], roi_box[rows], (oh * sh, ow * sw))
+        fine = F.grid_sample(
+            features[rows], grid.to(features.dtype), mode=mode, padding_mode=padding_mode, align_corners=False
+        )
+        out[rows] = F.avg_pool2d(fine, (sh, sw)) if (sh, sw) != (1, 1) else fine
+    return out
 
 
 def patch_correspondence(

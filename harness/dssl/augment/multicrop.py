@@ -19,7 +19,7 @@ change when ``photometric`` is switched off.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -62,6 +62,8 @@ class Views:
         clean: Photometrically unaugmented renderings of the same geometry (same box, same flip),
             normalised; ``None`` unless ``return_clean``.
         n_global: Number of global views (the first ``n_global`` entries).
+        stats: Scalar diagnostics of how the views were made (e.g. PaKA's ``local_fallbacks``), collated
+            per image; an objective may log them (augmentations run in loader workers, out of its reach).
     """
 
     crops: list[Tensor]
@@ -69,6 +71,7 @@ class Views:
     flips: Tensor
     clean: list[Tensor] | None
     n_global: int
+    stats: dict[str, Tensor] = field(default_factory=dict)
 
 
 @dataclass
@@ -81,6 +84,7 @@ class ViewBatch:
         flips: ``(B, V)`` bool flip flags.
         clean: ``V`` tensors ``(B, 3, h_v, w_v)`` or ``None``.
         n_global: Number of global views.
+        stats: The images' :attr:`Views.stats`, each stacked to ``(B,)``.
     """
 
     crops: list[Tensor]
@@ -88,6 +92,7 @@ class ViewBatch:
     flips: Tensor
     clean: list[Tensor] | None
     n_global: int
+    stats: dict[str, Tensor] = field(default_factory=dict)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> ViewBatch:
         """Copy of the batch with every tensor moved to ``device``."""
@@ -97,6 +102,7 @@ class ViewBatch:
             flips=self.flips.to(device, non_blocking=non_blocking),
             clean=None if self.clean is None else [c.to(device, non_blocking=non_blocking) for c in self.clean],
             n_global=self.n_global,
+            stats={k: v.to(device, non_blocking=non_blocking) for k, v in self.stats.items()},
         )
 
     def pin_memory(self) -> ViewBatch:
@@ -107,6 +113,7 @@ class ViewBatch:
             flips=self.flips.pin_memory(),
             clean=None if self.clean is None else [c.pin_memory() for c in self.clean],
             n_global=self.n_global,
+            stats={k: v.pin_memory() for k, v in self.stats.items()},
         )
 
     @property
@@ -140,12 +147,16 @@ def collate_views(samples: list[Views]) -> ViewBatch:
         raise ValueError("either all samples or none carry clean renderings")
     crops = [torch.stack([s.crops[v] for s in samples]) for v in range(n_views)]
     clean = [torch.stack([s.clean[v] for s in samples]) for v in range(n_views)] if with_clean else None  # type: ignore[index]
+    keys = set(samples[0].stats)
+    if any(set(s.stats) != keys for s in samples):
+        raise ValueError("all samples must carry the same stats")
     return ViewBatch(
         crops=crops,
         boxes=torch.stack([s.boxes for s in samples]),
         flips=torch.stack([s.flips for s in samples]),
         clean=clean,
         n_global=n_global,
+        stats={k: torch.stack([torch.as_tensor(s.stats[k]) for s in samples]) for k in sorted(keys)},
     )
 
 

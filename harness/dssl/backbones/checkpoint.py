@@ -180,6 +180,52 @@ def _load_file(backbone: ViTBackbone, path: Path, *, source: str) -> InitReport:
     )
 
 
+def module_tensors(path: str | os.PathLike[str], module: str) -> dict[str, dict[str, Tensor]]:
+    """The tensors of a module stored next to the backbone in a full training checkpoint.
+
+    Reads DINO/iBOT-style full checkpoints (``{"teacher": {"backbone.*", "head.*"}, "student": {"module.*"}}``)
+    without executing pickled code; a backbone-only file gives ``{}``.
+
+    Args:
+        path: The ``--init`` file.
+        module: Module name inside each scope, e.g. ``"head"``.
+
+    Returns:
+        ``{scope: {key without "<module>.": tensor}}`` for the scopes ``"teacher"`` and ``"student"`` that hold it.
+    """
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return {}
+    raw = _read(path)
+    found: dict[str, dict[str, Tensor]] = {}
+    if not isinstance(raw, Mapping):
+        return found
+    prefix = f"{module}."
+    for scope in ("teacher", "student"):
+        sub = raw.get(scope)
+        if not isinstance(sub, Mapping):
+            continue
+        tensors = {_strip(str(k)): v for k, v in sub.items() if isinstance(v, Tensor)}
+        kept = {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
+        if kept:
+            found[scope] = kept
+    return found
+
+
+def checkpoint_entry(path: str | os.PathLike[str], *keys: str) -> Any:
+    """``checkpoint[keys[0]][keys[1]]...`` of a checkpoint file, or ``None`` when absent (e.g. DINO's centre,
+    ``"dino_loss", "center"``)."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return None
+    value: Any = _read(path)
+    for key in keys:
+        if not isinstance(value, Mapping) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
 def _read(path: Path) -> Any:
     """Load a checkpoint without executing pickled code."""
     try:

@@ -11,10 +11,11 @@ Modules:
     linear_seg: linear probe on cached features (``linear_seg@1``); options in ``linear_seg_config``.
     kmeans_seg: k-means + Hungarian (``kmeans_seg@1``); options in ``kmeans_seg_config``.
     linear_seg_neco: the linear probe with NeCo/Leopart's defaults (``linear_seg_neco@1``).
-    overcluster: k-means with K > #classes, many-to-one precision matching (``overcluster@1``).
-    hummingbird: dense k-NN label transfer from a memory bank (``hummingbird@1``).
+    overcluster: k-means with K > #classes, many-to-one precision matching (``overcluster@2``).
+    overcluster_neco: NeCo's ``eval_overcluster`` with faiss, an optional extra (``overcluster_neco@1``).
+    hummingbird: dense k-NN label transfer from a memory bank (``hummingbird@2``).
     knn, linear_cls: image-level classification (``knn@1``, ``linear_cls@1``; ``feature_kind = "image"``).
-    concentration, dse: diagnostics (``concentration@1``, ``dse@1``), marked ``settings["diagnostic"] = True``.
+    concentration, dse: diagnostics (``concentration@1``, ``dse@2``), marked ``settings["diagnostic"] = True``.
 
 Importing this package is light: options models import pydantic only, and the evaluators (torch,
 scikit-learn) load on first attribute access.
@@ -38,12 +39,14 @@ if TYPE_CHECKING:
     from dssl.evaluators.linear_seg import LinearSegEvaluator
     from dssl.evaluators.linear_seg_neco import LinearSegNecoEvaluator
     from dssl.evaluators.overcluster import OverclusterEvaluator
+    from dssl.evaluators.overcluster_neco import OverclusterNecoEvaluator
 
 _LAZY = {
     "LinearSegEvaluator": "dssl.evaluators.linear_seg",
     "KMeansSegEvaluator": "dssl.evaluators.kmeans_seg",
     "LinearSegNecoEvaluator": "dssl.evaluators.linear_seg_neco",
     "OverclusterEvaluator": "dssl.evaluators.overcluster",
+    "OverclusterNecoEvaluator": "dssl.evaluators.overcluster_neco",
     "HummingbirdEvaluator": "dssl.evaluators.hummingbird",
     "KNNEvaluator": "dssl.evaluators.knn",
     "LinearClsEvaluator": "dssl.evaluators.linear_cls",
@@ -71,4 +74,5 @@ __all__ = [
     "LinearSegNecoEvaluator",
     "LinearSegOptions",
     "OverclusterEvaluator",
+    "OverclusterNecoEvaluator",
 ]

@@ -11,6 +11,14 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 PositiveInt = Annotated[int, Field(gt=0)]
+
+#: Each absent-class convention in words (shown by the leaderboard; the computation is
+#: ``dssl.evaluators.confusion.iou_per_class``).
+ABSENT_CLASS_CONVENTIONS: dict[str, str] = {
+    "exclude_no_gt": "classes without ground-truth pixels leave the mean",
+    "exclude_empty": "classes with neither ground truth nor prediction leave the mean (mmseg nanmean)",
+    "zero": "every class in the mean, absent ones 0 (NeCo/Leopart/Hummingbird PredsmIoU)",
+}
 Size = PositiveInt | tuple[PositiveInt, PositiveInt]
 
 

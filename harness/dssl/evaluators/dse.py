@@ -1,4 +1,4 @@
-"""DSE, Dense representation Structure Estimator (diagnostic protocol ``dse``, version 1).
+"""DSE, Dense representation Structure Estimator (diagnostic protocol ``dse``, version 2).
 
 Dai, Xu, Wen, Liu, Huang, "Exploring Structural Degradation in Dense Representations for
 Self-supervised Learning", NeurIPS 2025 (arXiv 2510.17299); reference ``EldercatSAM/SSL-Degradation``
@@ -7,19 +7,26 @@ Self-supervised Learning", NeurIPS 2025 (arXiv 2510.17299); reference ``Eldercat
 
 * ``avg_l2``: mean L2 distance of the patches to their global mean;
 * ``m_intra_image``: per image, k-means with ``local_clusters``; mean over clusters of the centred
-  singular-value sum ``Σσ(X_c - mean_c) / sqrt(max(n_c - 1, d))``; mean over images;
+  singular-value sum ``Σσ(X_c - mean_c) / sqrt(max(n_c - 1, d))`` (1 for an image without a cluster of
+  two or more patches); mean over images;
 * per group of ``group_size`` images, k-means with ``global_clusters``: ``m_inter`` = mean distance of
-  every patch to the nearest centroid *other than its own*, ``m_intra_batch`` = mean spread per cluster;
-  both averaged over groups;
-* ``m_dim``: for every patch index, the effective rank ``exp(H(σ / Σσ)) / min(B, d)`` of the ``(B, d)``
-  matrix of that patch across images; mean over patch indices;
+  every patch to the nearest centroid *other than its own*, averaged over groups; ``m_intra_batch`` =
+  the mean spread over **all** clusters of all groups pooled (1 when there is none);
+* ``m_dim``: each image's patches are put in their own random order (one permutation per image); for
+  every position, the effective rank ``exp(H(σ / Σσ)) / min(B, d)`` of the ``(B, d)`` matrix of the
+  patches at that position across images; mean over positions;
 * ``dse = m_inter / avg_l2 + m_dim - (m_intra_batch + m_intra_image) / (2 avg_l2)``
   (higher = better dense structure; the paper's cross-checkpoint λ rescaling is not applied).
 
 k-means follows the reference: k-means++ seeding with probabilities proportional to the distance (not
 squared), a fixed number of Lloyd iterations, labels taken from before the last centroid update (an
 empty cluster keeps its centroid; clusters of fewer than two patches have no spread and are skipped).
-The reference re-seeds the global RNG; here every k-means draws from one explicit seeded generator.
+The reference re-seeds the global RNG; here every k-means and then the permutations draw from one
+explicit seeded generator.
+
+Versions: ``dse@1`` compared the same patch index across images in ``m_dim`` (biased: a patch index is
+a position, and positions share structure across images) and averaged ``m_intra_batch`` per group
+before averaging over groups.
 
 A diagnostic: ``settings["diagnostic"] = True`` and the class attribute ``diagnostic = True``.
 """
@@ -93,7 +100,7 @@ def compute_dse(
     x = feats.to(torch.float64)
     if normalize:
         x = F.normalize(x, dim=2)
-    b, _, d = x.shape
+    b, n, d = x.shape
     generator = torch.Generator().manual_seed(seed)
     flat = x.reshape(-1, d)
     avg_l2 = float((flat - flat.mean(dim=0)).norm(dim=1).mean())
@@ -102,10 +109,10 @@ def compute_dse(
     for i in range(b):
         _, labels = dse_kmeans(x[i], local_clusters, iters, generator)
         spreads = _cluster_spread(x[i], labels)
-        if spreads:
-            intra_image.append(sum(spreads) / len(spreads))
+        # The reference counts an image without a cluster of two or more patches as spread 1.
+        intra_image.append(sum(spreads) / len(spreads) if spreads else 1.0)
 
-    inter, intra_batch = [], []
+    inter, batch_spreads = [], []
     for start in range(0, b, group_size):
         group = x[start : start + group_size].reshape(-1, d)
         centroids, labels = dse_kmeans(group, global_clusters, iters, generator)
@@ -113,11 +120,15 @@ def compute_dse(
             dist = torch.cdist(group, centroids)
             dist[torch.arange(len(group)), labels] = math.inf
             inter.append(float(dist.min(dim=1).values.mean()))
-        spreads = _cluster_spread(group, labels)
-        if spreads:
-            intra_batch.append(sum(spreads) / len(spreads))
+        # Pooled over the clusters of every group (not a mean of per-group means): a group with fewer
+        # usable clusters weighs less, as in the reference.
+        batch_spreads.extend(_cluster_spread(group, labels))
 
-    sigma = torch.linalg.svdvals(x.transpose(0, 1))  # (N, min(B, d)): one matrix per patch index
+    # Each image's patches in its own random order, so that row p of the (B, d) matrices holds unrelated
+    # patches (the same patch index across images would share its position and bias the rank).
+    order = torch.stack([torch.randperm(n, generator=generator) for _ in range(b)])  # (B, N)
+    shuffled = x.gather(1, order[..., None].expand(-1, -1, d))
+    sigma = torch.linalg.svdvals(shuffled.transpose(0, 1))  # (N, min(B, d)): one matrix per shuffled position
     p = sigma / sigma.sum(dim=1, keepdim=True).clamp(min=1e-12)
     entropy = -(p * (p + 1e-12).log()).sum(dim=1)
     m_dim = float((entropy.exp() / min(b, d)).mean())
@@ -125,7 +136,8 @@ def compute_dse(
     def mean(values: list[float]) -> float:
         return sum(values) / len(values) if values else 0.0
 
-    m_inter, m_intra_batch, m_intra_image = mean(inter), mean(intra_batch), mean(intra_image)
+    m_inter, m_intra_image = mean(inter), mean(intra_image)
+    m_intra_batch = mean(batch_spreads) if batch_spreads else 1.0  # the reference's value without any cluster
     scale = max(avg_l2, 1e-12)
     dse = m_inter / scale + m_dim - (m_intra_batch + m_intra_image) / (2.0 * scale)
     return {
@@ -148,7 +160,7 @@ class DSEEvaluator:
 
     name: ClassVar[str] = "dse"
     protocol: ClassVar[str] = "dse"
-    protocol_version: ClassVar[int] = 1
+    protocol_version: ClassVar[int] = 2
     diagnostic: ClassVar[bool] = True
     options_model: ClassVar[type[DSEOptions]] = DSEOptions
 
@@ -202,6 +214,8 @@ class DSEEvaluator:
             "group_size": opts.group_size,
             "kmeans_iters": opts.kmeans_iters,
             "kmeans_init": "k-means++ (distance-proportional)",
+            "m_dim_patch_order": "random permutation per image",
+            "m_intra_batch_mean": "over all clusters of all groups",
             "normalize": opts.normalize,
             "lambda_rescaling": "none",
             "seed": opts.seed,

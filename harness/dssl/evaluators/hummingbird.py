@@ -1,18 +1,26 @@
-"""Hummingbird dense nearest-neighbour retrieval ("in-context" segmentation), protocol ``hummingbird@1``.
+"""Hummingbird dense nearest-neighbour retrieval ("in-context" segmentation), protocol ``hummingbird@2``.
 
-After ``vpariza/open-hummingbird-eval`` 2.0.0 ``hbird/hbird_eval.py`` (methods §6.4 and §9):
+After ``vpariza/open-hummingbird-eval`` 2.0.0 ``hbird/hbird_eval.py`` and ``hbird/utils/eval_metrics.py``:
 
 1. **Memory.** Every training image is passed through the frozen feature function once; its mask
    (ignore pixels relabelled to class 0, as the reference does) is pooled into one *soft label* per
    patch, the fraction of the patch's pixels of each class. With a bounded ``memory_size`` each image
-   keeps ``memory_size // N_train`` patches with the smallest score, ``score = Σ_{c in patch}
-   (#patches of the image containing c)`` (times uniform noise), so patches of rare classes are kept
-   first. Memory features are L2-normalised.
+   keeps the ``memory_size // N_train`` patches with the smallest score, ``score = Σ_{c in patch}
+   (#patches of the image containing c) · u``, where ``u`` is the patch's own uniform draw (one
+   ``rand(n)`` per batch over its non-empty patches, handed out to the images in order), so patches of
+   rare classes are kept preferentially but not deterministically. Memory features are L2-normalised.
 2. **Query.** Every val patch retrieves its ``k`` (30) most similar memory patches (inner product =
    cosine), and its label is ``Σ_j softmax(cos_j / T)_j · soft_label_j`` with ``T = 0.02``.
 3. **Scoring.** Label maps ``(C, h, w)`` are bilinearly upsampled (``align_corners=False``) to the mask
-   resolution, argmax, and streamed into a confusion matrix (val ignore pixels dropped). Matching
-   ``"none"`` by default; ``"hungarian"`` reproduces the reference's ``PredsmIoU.compute()``.
+   resolution, argmax, and streamed into a confusion matrix (val ignore pixels dropped). As the
+   reference's ``PredsmIoU.compute()``: Hungarian matching of predicted to true classes (``1 - IoU``
+   cost, unmatched predictions to class 0) and every class in the mean (a class with neither ground
+   truth nor prediction scores 0). ``matching="none"`` and another ``absent_classes`` are options.
+
+Versions: ``hummingbird@1`` multiplied a whole batch's scores by one scalar (which never changes the
+order), scored class ids without matching and left classes absent from the val ground truth out of the
+mean; ``HummingbirdOptions(sampling_noise="per_batch", matching="none", absent_classes="exclude_no_gt")``
+reproduces it.
 
 Search and its memory: exact inner-product search in torch, in blocks of ``Q = query_chunk_size``
 queries x ``M = memory_chunk_size`` memory rows, keeping a running top-k. Besides the memory bank itself
@@ -23,11 +31,9 @@ queries x ``M = memory_chunk_size`` memory rows, keeping a running top-k. Beside
                + 4·Q·k·C          (gathered neighbour soft labels)
 
 e.g. Q = 4096, M = 65536, k = 30, C = 21: ≈ 1.07 GB + 2.9 MB + 10 MB. When ``faiss`` is importable
-(``search="auto"``/``"faiss"``) an exact ``IndexFlatIP`` gives the same neighbours (up to ties); that
-path is not exercised by the tests of this repository (faiss is not installed there).
+(``search="auto"``/``"faiss"``) an exact ``IndexFlatIP`` gives the same neighbours (up to ties).
 
-Deliberate differences: no augmentation epochs when building the memory (features are extracted once),
-and classes absent from the val ground truth follow ``absent_classes`` (reference: ``"zero"``).
+Deliberate difference: no augmentation epochs when building the memory (features are extracted once).
 """
 
 from __future__ import annotations
@@ -81,8 +87,36 @@ def patch_soft_labels(masks: Tensor, grid_hw: tuple[int, int], num_classes: int,
     return pooled.flatten(2).transpose(1, 2).contiguous()
 
 
+def reference_sampling_noise(soft: Tensor, generator: torch.Generator) -> Tensor:
+    """The reference's score noise for one batch: one uniform draw per non-empty patch.
+
+    open-hummingbird-eval 2.0.0 ``_sample_features`` draws ``torch.rand(n)`` once per batch, ``n`` = the
+    number of non-empty patches of the whole batch, and hands the values out in order: image 0's
+    non-empty patches first (in patch order), then image 1's, and so on. Empty patches keep 1.
+
+    Args:
+        soft: ``(B, N, C)`` soft labels of the patches of ``B`` images.
+        generator: Source of the draws.
+
+    Returns:
+        ``(B, N)`` float32 multipliers.
+    """
+    nonempty = (soft > 0).any(dim=2)
+    noise = torch.ones(nonempty.shape, dtype=torch.float32)
+    # Boolean-mask assignment fills the selected positions in row-major order, i.e. image by image.
+    noise[nonempty] = torch.rand(int(nonempty.sum()), generator=generator)
+    return noise
+
+
+#: Score of a patch without any labelled pixel: never kept before a labelled one (the reference's sentinel).
+EMPTY_PATCH_SCORE = 1e6
+
+
 def select_memory_patches(soft: Tensor, keep: int, noise: Tensor | None = None) -> Tensor:
     """Indices of the ``keep`` patches per image with the smallest class-frequency score.
+
+    ``score(patch) = Σ_{c in patch} (#patches of the image containing c)``, times ``noise``; a patch with
+    no class gets :data:`EMPTY_PATCH_SCORE` (before the noise, as the reference).
 
     Args:
         soft: ``(B, N, C)`` soft labels of the patches of ``B`` images.
@@ -90,11 +124,12 @@ def select_memory_patches(soft: Tensor, keep: int, noise: Tensor | None = None) 
         noise: Optional multiplier broadcastable to ``(B, N)`` (uniform noise).
 
     Returns:
-        ``(B, keep)`` int64 patch indices; ties go to the lower index (stable sort).
+        ``(B, keep)`` int64 patch indices, smallest score first; ties go to the lower index (stable sort).
     """
     present = (soft > 0).to(torch.float32)  # (B, N, C)
     patches_with_class = present.sum(dim=1, keepdim=True)  # (B, 1, C)
     score = (present * patches_with_class).sum(dim=2)  # (B, N)
+    score = torch.where(present.sum(dim=2) > 0, score, EMPTY_PATCH_SCORE)
     if noise is not None:
         score = score * noise
     return torch.sort(score, dim=1, stable=True).indices[:, :keep]
@@ -173,7 +208,7 @@ class HummingbirdEvaluator:
 
     name: ClassVar[str] = "hummingbird"
     protocol: ClassVar[str] = "hummingbird"
-    protocol_version: ClassVar[int] = 1
+    protocol_version: ClassVar[int] = 2
     options_model: ClassVar[type[HummingbirdOptions]] = HummingbirdOptions
 
     def __init__(self, options: HummingbirdOptions | None = None) -> None:
@@ -340,9 +375,9 @@ class HummingbirdEvaluator:
                 x = F.normalize(cache.features[idx].reshape(len(idx), num_patches, -1), dim=2)
                 if keep_per_image is not None and keep_per_image < num_patches:
                     if opts.sampling_noise == "per_batch":
-                        noise = torch.rand(1, generator=generator)
+                        noise = torch.rand(1, generator=generator)  # hummingbird@1: never changes the order
                     else:
-                        noise = torch.rand(soft.shape[:2], generator=generator)
+                        noise = reference_sampling_noise(soft, generator)
                     chosen = select_memory_patches(soft, keep_per_image, noise)
                     x = x.gather(1, chosen[..., None].expand(-1, -1, x.shape[2]))
                     soft = soft.gather(1, chosen[..., None].expand(-1, -1, soft.shape[2]))

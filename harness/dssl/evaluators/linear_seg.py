@@ -16,10 +16,19 @@ Pipeline:
 Differences from NeCo/Leopart (methods §6.1), deliberately: no train-time crop/flip augmentation (the
 features are cached), AdamW by default, full-resolution scoring by default, and classes absent from the
 val ground truth are excluded from the mean by default (``absent_classes``).
+
+Epoch selection: NeCo's ``linear_finetune.py`` scores the head on the validation set after every epoch
+(its first ``val_iters: 512`` batches), keeps the best checkpoints (``ModelCheckpoint(monitor="miou_val",
+mode="max", save_top_k=3)``) and ``eval_linear.py`` then scores a chosen head on the whole val set: the
+published number is the best epoch's, chosen on the split it is reported on. Here the last epoch's head
+is scored by default (no selection on the test split); ``select_best_epoch=True`` scores the head after
+every epoch on the whole val split and reports the best one (the epoch and every epoch's mIoU are
+recorded), which makes the difference from published numbers measurable.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -107,12 +116,16 @@ class LinearSegEvaluator:
             "progress": progress,
         }
         train_cache = extract_dense(features, train, info=info, stage="features/train", **common)
-        head = self._train(train_cache, info.num_classes, info.ignore_index, device, progress)
+        selection: DenseCache | None = None
+        if opts.select_best_epoch:
+            # Scored after every epoch: both splits are in memory at once in this mode.
+            selection = extract_dense(features, val, info=info, stage="features/val", **common)
+        head, epoch_mious = self._train(train_cache, info.num_classes, info.ignore_index, device, progress, selection)
         train_facts = {"train_mask_size": list(train_cache.mask_hw), "train_images": len(train_cache.features)}
         train_dim = train_cache.dim
         # Only one split's cache is alive at a time: peak memory is max(train, val), not their sum.
         del train_cache
-        val_cache = extract_dense(features, val, info=info, stage="features/val", **common)
+        val_cache = selection or extract_dense(features, val, info=info, stage="features/val", **common)
         if train_dim != val_cache.dim:
             raise ValueError(f"feature dims differ between train ({train_dim}) and val ({val_cache.dim})")
         conf = self._confusion(head, val_cache, info.num_classes, info.ignore_index, device, progress)
@@ -141,6 +154,9 @@ class LinearSegEvaluator:
             "step_epochs": opts.step_epochs if opts.schedule == "step" else None,
             "step_gamma": opts.step_gamma if opts.schedule == "step" else None,
             "epochs": opts.epochs,
+            "select_best_epoch": opts.select_best_epoch,
+            "best_epoch": (1 + max(range(len(epoch_mious)), key=epoch_mious.__getitem__)) if epoch_mious else None,
+            "epoch_mious": [100.0 * m for m in epoch_mious] if epoch_mious else None,
             "batch_size": opts.batch_size,
             "seed": opts.seed,
             "augmentation": "none",
@@ -179,12 +195,13 @@ class LinearSegEvaluator:
         ignore_index: int | None,
         device: torch.device | str,
         progress: ProgressFn | None,
-    ) -> nn.Module:
-        """Fit the head on cached features; returns it in eval mode."""
+        selection: DenseCache | None = None,
+    ) -> tuple[nn.Module, list[float]]:
+        """Fit the head on cached features; returns it in eval mode and the per-epoch val mIoUs (if any)."""
         # The engine may call us under inference or no-grad mode: the head, its optimiser state and the
         # graph must all be ordinary autograd tensors.
         with torch.inference_mode(False), torch.enable_grad():
-            return self._fit(cache, num_classes, ignore_index, device, progress)
+            return self._fit(cache, num_classes, ignore_index, device, progress, selection)
 
     def _fit(
         self,
@@ -193,7 +210,14 @@ class LinearSegEvaluator:
         ignore_index: int | None,
         device: torch.device | str,
         progress: ProgressFn | None,
-    ) -> nn.Module:
+        selection: DenseCache | None = None,
+    ) -> tuple[nn.Module, list[float]]:
+        """Train for ``epochs``; with a ``selection`` split, keep the epoch whose head scores best on it.
+
+        Returns:
+            The head in eval mode and the mIoU (in ``[0, 1]``) on ``selection`` after every epoch (empty
+            without a selection split).
+        """
         opts = self.options
         n = len(cache.features)
         head = self._make_head(cache.dim, num_classes).to(device)
@@ -208,6 +232,8 @@ class LinearSegEvaluator:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor(steps_per_epoch, total_steps))
         generator = torch.Generator().manual_seed(opts.seed)
         ignore = ignore_index if ignore_index is not None else -100
+        epoch_mious: list[float] = []
+        best_state: dict[str, Tensor] | None = None
         head.train()
         for epoch in range(opts.epochs):
             for idx in batches(n, opts.batch_size, generator):
@@ -221,9 +247,18 @@ class LinearSegEvaluator:
                 loss.backward()
                 optimizer.step()
                 scheduler.step()
+            if selection is not None:
+                conf = self._confusion(head.eval(), selection, num_classes, ignore_index, device, None)
+                head.train()
+                score = miou(conf, opts.absent_classes)[0]
+                if not epoch_mious or score > max(epoch_mious):  # the first best epoch wins ties
+                    best_state = copy.deepcopy(head.state_dict())
+                epoch_mious.append(score)
             if progress is not None:
                 progress("train", epoch + 1, opts.epochs)
-        return head.eval()
+        if best_state is not None:
+            head.load_state_dict(best_state)
+        return head.eval(), epoch_mious
 
     def _lr_factor(self, steps_per_epoch: int, total_steps: int) -> Callable[[int], float]:
         """Multiplier of the peak learning rate after ``step`` optimisation steps (``LambdaLR``)."""

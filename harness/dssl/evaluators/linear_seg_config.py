@@ -35,6 +35,9 @@ class LinearSegOptions(DenseEvalOptions):
         step_epochs: Period of the step schedule.
         step_gamma: Factor of the step schedule.
         batchnorm: Put a ``BatchNorm2d`` (affine) in front of the 1x1 convolution.
+        select_best_epoch: Score the head on the val split after every epoch and report the best epoch
+            (NeCo's checkpoint selection on the validation set, which is also the reported split); off by
+            default, when the last epoch's head is scored.
         seed: Seeds the head initialisation and the shuffling (results are deterministic on CPU).
     """
 
@@ -48,4 +51,5 @@ class LinearSegOptions(DenseEvalOptions):
     step_epochs: PositiveInt = 20
     step_gamma: PositiveFloat = 0.1
     batchnorm: bool = False
+    select_best_epoch: bool = False
     seed: int = 0

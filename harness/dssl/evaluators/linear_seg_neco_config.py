@@ -17,7 +17,10 @@ class LinearSegNecoOptions(LinearSegOptions):
     input 448x448 (aspect ratio not kept), logits and masks at 100x100, SGD lr 0.01 momentum 0.9
     weight decay 1e-4, 25 epochs, ``StepLR(20, 0.1)``, batch 128, classes without pixels scored 0 in the
     mean (``PredsmIoU``, ``max(., 1e-8)`` denominators). Differences: features are cached once, so there
-    is no train-time RandomResizedCrop/flip, and NeCo's ``val_iters: 512`` cap is not applied.
+    is no train-time RandomResizedCrop/flip, NeCo's ``val_iters: 512`` cap is not applied, and the last
+    epoch's head is scored: NeCo keeps the epoch with the best val mIoU (its ``ModelCheckpoint`` monitors
+    ``miou_val`` on the split it reports), which ``select_best_epoch=True`` reproduces (off by default,
+    because it selects on the test split).
     """
 
     input_size: Size | None = 448

@@ -1,4 +1,4 @@
-"""Overclustering: k-means with K > #classes, many-to-one matched (protocol ``overcluster``, version 1).
+"""Overclustering: k-means with K > #classes, many-to-one matched (protocol ``overcluster``, version 2).
 
 The pipeline of :mod:`dssl.evaluators.kmeans_seg` (val features extracted once; optional z-score and
 PCA; per seed, k-means fitted on at most ``256 * K`` sampled patches, every patch assigned) run for each
@@ -6,8 +6,14 @@ PCA; per seed, k-means fitted on at most ``256 * K`` sampled patches, every patc
 each cluster is mapped to the class maximising its precision (NeCo/Leopart ``many_to_one=True,
 precision_based=True``), and mIoU is computed on the remapped map. Mean ± std over seeds per K.
 
+Many-to-one matching only means something with more clusters than classes: a ``K <= C`` (e.g. K = 100
+on ADE20K's 151 classes) is scored with Hungarian matching instead, as NeCo does for K = C, and the
+rule used for each K is recorded (``matching_per_k``). ``overcluster@1`` scored every K many-to-one.
+
 On small data K can exceed the number of val patches; it is then capped at that number and the cap is
 recorded (``effective_ks``; the metric keeps the requested K in its name so runs stay comparable).
+
+:mod:`dssl.evaluators.overcluster_neco` reuses this loop with NeCo's own preprocessing and faiss k-means.
 """
 
 from __future__ import annotations
@@ -20,7 +26,14 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from dssl.evaluators.confusion import ConfusionMatrix, apply_mapping, many_to_one_match, miou, pixel_accuracy
+from dssl.evaluators.confusion import (
+    ConfusionMatrix,
+    apply_mapping,
+    hungarian_match,
+    many_to_one_match,
+    miou,
+    pixel_accuracy,
+)
 from dssl.evaluators.extraction import (
     DenseCache,
     FeatureFn,
@@ -47,8 +60,10 @@ class OverclusterEvaluator(KMeansSegEvaluator):
 
     name: ClassVar[str] = "overcluster"
     protocol: ClassVar[str] = "overcluster"
-    protocol_version: ClassVar[int] = 1
+    protocol_version: ClassVar[int] = 2
     options_model: ClassVar[type[OverclusterOptions]] = OverclusterOptions  # type: ignore[assignment]
+    #: Clustering implementation recorded in the settings.
+    kmeans_impl: ClassVar[str] = "sklearn-lloyd"
 
     def __init__(self, options: OverclusterOptions | None = None) -> None:
         self.options: OverclusterOptions = options if options is not None else OverclusterOptions()
@@ -63,7 +78,7 @@ class OverclusterEvaluator(KMeansSegEvaluator):
         device: torch.device | str = "cpu",
         progress: ProgressFn | None = None,
     ) -> EvaluationResult:
-        """Cluster the val patch features for every K and score the many-to-one matched maps.
+        """Cluster the val patch features for every K and score the matched maps (many-to-one for K > C).
 
         Returns:
             ``miou_k<K>`` and ``pixel_accuracy_k<K>`` (percent, mean ± std over seeds) for each K.
@@ -89,26 +104,32 @@ class OverclusterEvaluator(KMeansSegEvaluator):
         )
         # A PCA wider than the features is clamped (tiny test features); the used width is recorded.
         pca_dim = None if opts.pca_dim is None else min(opts.pca_dim, cache.dim)
-        prep = KMeansSegEvaluator(KMeansSegOptions(standardize=opts.standardize, pca_dim=pca_dim))
-        points = prep._preprocess(cache.features.reshape(-1, cache.dim))
+        points = self._points(cache.features.reshape(-1, cache.dim), pca_dim)
         num_points = points.shape[0]
         metrics = {}
-        effective_ks, fit_points_per_k = [], []
-        total = len(opts.ks) * len(opts.seeds)
+        ks = self._resolve_ks(c)
+        effective_ks, fit_points_per_k, matching_per_k = [], [], []
+        total = len(ks) * len(opts.seeds)
         done = 0
-        for k_requested in opts.ks:
+        for k_requested in ks:
             k = min(k_requested, num_points)
             max_fit = opts.max_fit_points if opts.max_fit_points is not None else FAISS_MAX_POINTS_PER_CENTROID * k
             fit_points = min(num_points, max_fit)
+            matching = self._matching(k_requested, c)
             effective_ks.append(k)
             fit_points_per_k.append(fit_points)
+            matching_per_k.append(matching)
             mious, accs = [], []
             for seed in opts.seeds:
                 labels = self._cluster(points, k, fit_points, seed)
                 conf = self._overcluster_confusion(labels, cache, c, k, info.ignore_index)
                 if int(conf.sum()) == 0:
                     raise ValueError("the val set has no pixel outside ignore_index; nothing to score")
-                mapped = apply_mapping(conf, many_to_one_match(conf, score=opts.match_score))
+                if matching == "hungarian":
+                    mapping = hungarian_match(conf, cost=opts.matching_cost, unmatched_to=0)
+                else:
+                    mapping = many_to_one_match(conf, score=opts.match_score)
+                mapped = apply_mapping(conf, mapping)
                 mious.append(100.0 * miou(mapped, opts.absent_classes)[0])
                 accs.append(100.0 * pixel_accuracy(mapped))
                 done += 1
@@ -118,7 +139,7 @@ class OverclusterEvaluator(KMeansSegEvaluator):
             metrics[f"pixel_accuracy_k{k_requested}"] = _mean_std(accs)
 
         settings = {
-            "ks": list(opts.ks),
+            "ks": list(ks),
             "effective_ks": effective_ks,
             "num_classes": c,
             "ignore_index": info.ignore_index,
@@ -127,7 +148,7 @@ class OverclusterEvaluator(KMeansSegEvaluator):
             "max_iter": opts.max_iter,
             "init": opts.init,
             "tol": opts.tol,
-            "kmeans_impl": "sklearn-lloyd",
+            "kmeans_impl": self.kmeans_impl,
             "standardize": opts.standardize,
             "pca_dim": opts.pca_dim,
             "effective_pca_dim": pca_dim,
@@ -135,8 +156,11 @@ class OverclusterEvaluator(KMeansSegEvaluator):
             "fit_points": fit_points_per_k,
             "fit_split": "val",
             "total_points": num_points,
-            "matching": "many_to_one",
+            "matching": "many_to_one" if set(matching_per_k) == {"many_to_one"} else "per_k",
+            "matching_per_k": matching_per_k,
             "match_score": opts.match_score,
+            "matching_cost": opts.matching_cost,
+            "unmatched_to": 0,
             "absent_classes": opts.absent_classes,
             "input_size": list(cache.input_hw),
             "requested_input_size": list(as_hw(opts.input_size)) if opts.input_size is not None else None,
@@ -159,6 +183,20 @@ class OverclusterEvaluator(KMeansSegEvaluator):
             settings=settings,
             seconds=time.perf_counter() - start,
         )
+
+    def _resolve_ks(self, num_classes: int) -> list[int]:
+        """The cluster counts to evaluate."""
+        return list(self.options.ks)
+
+    def _matching(self, k: int, num_classes: int) -> str:
+        """``"many_to_one"`` for K > C; Hungarian otherwise (many-to-one with K <= C is not overclustering)."""
+        return "many_to_one" if k > num_classes else "hungarian"
+
+    def _points(self, features: Tensor, pca_dim: int | None) -> np.ndarray:
+        """``(M, D)`` val patch features -> ``(M, d)`` float32 points (z-score, PCA)."""
+        opts = self.options
+        prep = KMeansSegEvaluator(KMeansSegOptions(standardize=opts.standardize, pca_dim=pca_dim))
+        return prep._preprocess(features)
 
     def _overcluster_confusion(
         self, labels: np.ndarray, cache: DenseCache, num_classes: int, k: int, ignore_index: int | None

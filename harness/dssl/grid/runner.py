@@ -44,7 +44,7 @@ from pydantic import ValidationError
 
 from dssl.errors import ConfigError, RunFailedError, UsageError
 from dssl.grid.spec import GridCell, GridSpec, LauncherSpec
-from dssl.tracking.leaderboard import LeaderboardRow, search_all_runs
+from dssl.tracking.leaderboard import ABSENT_CLASSES_TAG, LeaderboardRow, search_all_runs
 from dssl.validation import describe_validation_error
 
 if TYPE_CHECKING:
@@ -672,12 +672,13 @@ def grid_rows(cells: Sequence[PlannedCell], *, tracking_uri: str) -> list[Leader
                 continue
             dataset = tags.get(f"dssl.dataset.{evaluator}") or item.cell.dataset.key
             cell = item.cell
-            group = (cell.objective.key, cell.backbone.key, cell.dataset.key, dataset, protocol, key)
+            absent = tags.get(f"{ABSENT_CLASSES_TAG}{evaluator}", "")
+            group = (cell.objective.key, cell.backbone.key, cell.dataset.key, dataset, protocol, key, absent)
             directions.setdefault(group, "lower" if tags.get(f"dssl.direction.{key}") == "lower" else "higher")
             groups.setdefault(group, []).append((cell.seed, item.run_id or "", float(value)))
     rows = []
     for group, seeds in groups.items():
-        objective, backbone, train_dataset, dataset, protocol, key = group
+        objective, backbone, train_dataset, dataset, protocol, key, absent = group
         seeds.sort()
         values = [v for _, _, v in seeds]
         rows.append(
@@ -693,6 +694,7 @@ def grid_rows(cells: Sequence[PlannedCell], *, tracking_uri: str) -> list[Leader
                 direction="lower" if directions[group] == "lower" else "higher",
                 run_ids=[run_id for _, run_id, _ in seeds],
                 train_dataset=train_dataset,
+                absent_classes=absent or None,
             )
         )
     return rows
@@ -721,15 +723,17 @@ class _Table:
 
 
 def _tables(outcome: GridOutcome) -> list[_Table]:
-    """The grid leaderboard: per (evaluator, protocol id, dataset), a row per cell label and a column per metric.
+    """The grid leaderboard: per (evaluator, protocol id, dataset, absent-class convention), a row per cell
+    label and a column per metric.
 
     A column is one metric under one protocol id, so numbers of two protocol versions never share one.
     """
-    groups: dict[tuple[str, str, str], list[LeaderboardRow]] = {}
+    groups: dict[tuple[str, str, str, str], list[LeaderboardRow]] = {}
     for row in outcome.rows:
-        groups.setdefault((row.metric.partition("/")[0], row.protocol, row.dataset), []).append(row)
+        key = (row.metric.partition("/")[0], row.protocol, row.dataset, row.absent_classes or "")
+        groups.setdefault(key, []).append(row)
     tables = []
-    for (evaluator, protocol, dataset), rows in sorted(groups.items()):
+    for (evaluator, protocol, dataset, absent), rows in sorted(groups.items()):
         metrics: dict[str, str] = {}
         for row in sorted(rows, key=lambda r: _natural(r.metric)):
             metrics.setdefault(row.metric, "↑" if row.direction == "higher" else "↓")
@@ -760,7 +764,8 @@ def _tables(outcome: GridOutcome) -> list[_Table]:
                 text = row.value_text if math.isfinite(row.mean) else "nan"
                 line.append(text + (f" (n={row.n_seeds})" if row.n_seeds != ok else ""))
             body.append(line)
-        tables.append(_Table(title=f"{evaluator} — {protocol} on {dataset}", header=header, body=body))
+        title = f"{evaluator} — {protocol} on {dataset}" + (f" (absent classes: {absent})" if absent else "")
+        tables.append(_Table(title=title, header=header, body=body))
     return tables
 
 

@@ -159,6 +159,18 @@ class Objective(nn.Module):
         """The backbone whose frozen features are evaluated. Default: the student backbone."""
         return self.backbone
 
+    def load_init_extras(self, path: str) -> str | None:
+        """Load what an ``--init`` checkpoint file holds beyond the backbone (called after the backbone was
+        initialised from it), e.g. DINO's projection head. Default: nothing.
+
+        Args:
+            path: The checkpoint file.
+
+        Returns:
+            A short note for the run's init report, or ``None`` when nothing was loaded.
+        """
+        return None
+
     def state_for_checkpoint(self) -> dict[str, Any]:
         """Everything needed to resume (weights, teacher, centres, queues). Default: ``state_dict()``."""
         return self.state_dict()

@@ -146,3 +146,46 @@ class DINOObjective(Objective):
     def eval_backbone(self) -> nn.Module:
         """The teacher backbone (DINO evaluates the teacher)."""
         return self.teacher["backbone"]
+
+    def load_init_extras(self, path: str) -> str | None:
+        """Continue from a full DINO checkpoint: load its projection head (and centre) too.
+
+        Official ``main_dino.py`` checkpoints hold ``teacher``/``student`` state dicts with ``head.*`` next to
+        ``backbone.*`` and the loss's ``center``. The teacher head goes into the EMA teacher, the student head
+        into the student (the teacher's when the file has no student); heads of another shape are not loaded
+        (``out_dim``, ``hidden_dim``, ``bottleneck_dim`` and ``head_layers`` must match the checkpoint's).
+
+        Returns:
+            What was loaded, or why not; ``None`` for a file without a DINO head (e.g. a backbone checkpoint).
+        """
+        import logging
+
+        from dssl.backbones.checkpoint import checkpoint_entry, module_tensors
+
+        heads = module_tensors(path, "head")
+        if not heads:
+            return None
+        teacher_state = heads.get("teacher") or heads["student"]
+        student_state = heads.get("student") or teacher_state
+        own = self.head.state_dict()
+        # Weight-norm keys of the reference (weight_g / weight_v) map onto the parametrisation on load.
+        renamed = {
+            "last_layer.weight_g": "last_layer.parametrizations.weight.original0",
+            "last_layer.weight_v": "last_layer.parametrizations.weight.original1",
+        }
+        mismatched = [
+            k for k, v in teacher_state.items() if getattr(own.get(renamed.get(k, k)), "shape", None) != v.shape
+        ]
+        if mismatched or len(teacher_state) != len(own):
+            differing = ", ".join(mismatched[:3]) or "other keys"
+            note = f"DINO head in the checkpoint not loaded: it differs from this head ({differing})"
+            logging.getLogger(__name__).warning("%s", note)
+            return note
+        self.head.load_state_dict(student_state)
+        self.teacher["head"].load_state_dict(teacher_state)
+        center = checkpoint_entry(path, "dino_loss", "center")
+        loaded = "DINO head (teacher and student)"
+        if isinstance(center, torch.Tensor) and center.shape == self.loss_fn.center.center.shape:
+            self.loss_fn.center.center.copy_(center)
+            loaded += " and centre"
+        return f"{loaded} loaded from the checkpoint"

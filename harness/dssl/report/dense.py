@@ -116,7 +116,7 @@ def linear_probe_predictions(run: RunBackbone, images: Tensor, num_train: int, e
         dtype=torch.float32,
         progress=None,
     )
-    head = evaluator._train(cache, info.num_classes, info.ignore_index, "cpu", None)
+    head, _ = evaluator._train(cache, info.num_classes, info.ignore_index, "cpu", None)
     with torch.inference_mode():
         feats = dense_features(run.backbone, images).permute(0, 3, 1, 2)
         logits = F.interpolate(head(feats), size=images.shape[-2:], mode="bilinear", align_corners=False)

@@ -1,8 +1,10 @@
 """The leaderboard: finished MLflow runs grouped by configuration, mean ± std over seeds.
 
 Numbers are only ranked against numbers of the same *section*: same metric, same protocol id
-(``<protocol>@<version>``) and same evaluation dataset. Two versions of one protocol, or a paper's own
-protocol next to ours, are shown as separate tables and never interleaved.
+(``<protocol>@<version>``), same evaluation dataset and same absent-class convention of the mean IoU
+(``exclude_no_gt``, ``exclude_empty`` or ``zero``; shown under each table). Two versions of one protocol,
+a protocol run with another convention, or a paper's own protocol next to ours, are shown as separate
+tables and never interleaved.
 
 Example:
     >>> rows = collect_rows(tracking_uri="sqlite:///mlflow.db", protocol="linear_seg")  # doctest: +SKIP
@@ -33,6 +35,8 @@ _SEARCH_PAGE = 1000
 #: Run tag naming the method when a variant of an objective is its own method (e.g. ``cotap+oaf``).
 METHOD_TAG = "dssl.method"
 _REFERENCE_KEYS = ("method", "backbone", "dataset", "protocol", "metric", "value")
+#: Run tag prefix of the absent-class convention of an evaluator's mean IoU.
+ABSENT_CLASSES_TAG = "dssl.absent_classes."
 _CSV_FIELDS = (
     "rank",
     "objective",
@@ -45,6 +49,7 @@ _CSV_FIELDS = (
     "mean",
     "std",
     "n_seeds",
+    "absent_classes",
     "reference",
     "source",
     "run_ids",
@@ -69,6 +74,8 @@ class LeaderboardRow:
         source: Where a reference number comes from.
         run_ids: MLflow runs behind the row, one per seed.
         train_dataset: The run's ``dataset`` param (what it was trained on), if different rows may differ.
+        absent_classes: How classes absent from the ground truth enter the mean IoU (``None`` when the
+            metric is not a mean over classes or the run did not record it).
         rank: Rank inside the section, set by :func:`sort_rows`; ``None`` for references.
     """
 
@@ -85,12 +92,13 @@ class LeaderboardRow:
     source: str | None = None
     run_ids: list[str] = field(default_factory=list)
     train_dataset: str | None = None
+    absent_classes: str | None = None
     rank: int | None = None
 
     @property
-    def section(self) -> tuple[str, str, str]:
-        """``(metric, protocol, dataset)``: rows are only ranked against rows with the same section."""
-        return (self.metric, self.protocol, self.dataset)
+    def section(self) -> tuple[str, str, str, str]:
+        """``(metric, protocol, dataset, absent_classes)``: rows are only ranked within one section."""
+        return (self.metric, self.protocol, self.dataset, self.absent_classes or "")
 
     @property
     def value_text(self) -> str:
@@ -142,7 +150,7 @@ def collect_rows(
     if not experiment_ids:
         return []
 
-    # (objective, backbone, dataset, train_dataset, protocol, metric) -> seed -> (start_time, run_id, value)
+    # (objective, backbone, dataset, train_dataset, protocol, metric, absent) -> seed -> (start, run_id, value)
     groups: dict[tuple[str, ...], dict[str, tuple[int, str, float]]] = {}
     directions: dict[tuple[str, ...], Direction] = {}
     for run in _finished_runs(client, experiment_ids):
@@ -161,7 +169,8 @@ def collect_rows(
             if run_protocol is None or (not diagnostics and tags.get(f"dssl.diagnostic.{evaluator}") == "true"):
                 continue
             dataset = tags.get(f"dssl.dataset.{evaluator}") or train_dataset or "?"
-            group = (objective, backbone, dataset, train_dataset or "", run_protocol, key)
+            absent = tags.get(f"{ABSENT_CLASSES_TAG}{evaluator}", "")
+            group = (objective, backbone, dataset, train_dataset or "", run_protocol, key, absent)
             direction = tags.get(f"dssl.direction.{key}", "higher")
             directions.setdefault(group, "lower" if direction == "lower" else "higher")
             start = run.info.start_time or 0
@@ -171,7 +180,7 @@ def collect_rows(
 
     rows = []
     for group, seeds in groups.items():
-        objective, backbone, dataset, train_dataset, run_protocol, key = group
+        objective, backbone, dataset, train_dataset, run_protocol, key, absent = group
         ordered = [seeds[s] for s in sorted(seeds, key=_seed_order)]
         values = [v for _, _, v in ordered]
         rows.append(
@@ -187,6 +196,7 @@ def collect_rows(
                 direction=directions[group],
                 run_ids=[run_id for _, run_id, _ in ordered],
                 train_dataset=train_dataset or None,
+                absent_classes=absent or None,
             )
         )
     return filter_rows(rows, metric=metric, protocol=protocol)
@@ -242,7 +252,8 @@ def reference_rows(references: Sequence[Mapping[str, Any]]) -> list[LeaderboardR
 
     Args:
         references: Dicts with ``method``, ``backbone``, ``dataset``, ``protocol``, ``metric``, ``value``
-            and ``source``; optionally ``direction`` (default ``higher``), ``std`` and ``n_seeds``.
+            and ``source``; optionally ``direction`` (default ``higher``), ``std``, ``n_seeds`` and
+            ``absent_classes``.
 
     Raises:
         UsageError: A reference lacks a required key.
@@ -266,6 +277,7 @@ def reference_rows(references: Sequence[Mapping[str, Any]]) -> list[LeaderboardR
                 direction="lower" if ref.get("direction") == "lower" else "higher",
                 reference=True,
                 source=None if ref.get("source") is None else str(ref["source"]),
+                absent_classes=None if ref.get("absent_classes") is None else str(ref["absent_classes"]),
             )
         )
     return rows
@@ -294,15 +306,15 @@ def filter_rows(
 def sort_rows(rows: Iterable[LeaderboardRow]) -> list[LeaderboardRow]:
     """Order rows section by section and rank them within each section.
 
-    Sections (metric, protocol id, dataset) with measured runs come first, then paper-only sections;
-    within one, rows are sorted best first in the metric's own direction (NaN last) and ranked
+    Sections (metric, protocol id, dataset, absent-class convention) with measured runs come first, then
+    paper-only sections; within one, rows are sorted best first in the metric's own direction (NaN last) and ranked
     1, 2, 2, 4, ... (ties share a rank). References are placed by value but get no rank.
     """
-    sections: dict[tuple[str, str, str], list[LeaderboardRow]] = {}
+    sections: dict[tuple[str, str, str, str], list[LeaderboardRow]] = {}
     for row in rows:
         sections.setdefault(row.section, []).append(row)
 
-    def section_order(key: tuple[str, str, str]) -> tuple[bool, tuple[str, str, str]]:
+    def section_order(key: tuple[str, str, str, str]) -> tuple[bool, tuple[str, str, str, str]]:
         return (all(r.reference for r in sections[key]), key)
 
     ordered: list[LeaderboardRow] = []
@@ -338,7 +350,7 @@ def _section_direction(rows: Sequence[LeaderboardRow]) -> Direction:
 
 
 def _sections(rows: Sequence[LeaderboardRow]) -> list[list[LeaderboardRow]]:
-    out: dict[tuple[str, str, str], list[LeaderboardRow]] = {}
+    out: dict[tuple[str, str, str, str], list[LeaderboardRow]] = {}
     for row in rows:
         out.setdefault(row.section, []).append(row)
     return list(out.values())
@@ -394,6 +406,11 @@ def _heading(section: Sequence[LeaderboardRow]) -> tuple[str, str]:
     direction = _section_direction(section)
     title = f"{first.metric} — {first.protocol} on {first.dataset}"
     caption = f"protocol {first.protocol}; {direction} is better; mean ± std over seeds"
+    if first.absent_classes:
+        from dssl.evaluators.common_config import ABSENT_CLASS_CONVENTIONS
+
+        words = ABSENT_CLASS_CONVENTIONS.get(first.absent_classes, first.absent_classes)
+        caption += f"; absent classes: {first.absent_classes} ({words})"
     return title, caption
 
 
@@ -493,6 +510,7 @@ def _render_csv(rows: Sequence[LeaderboardRow]) -> str:
         data["run_ids"] = ";".join(row.run_ids)
         data["train_dataset"] = row.train_dataset or ""
         data["source"] = row.source or ""
+        data["absent_classes"] = row.absent_classes or ""
         data["std"] = "" if row.std is None else repr(row.std)
         data["mean"] = repr(row.mean)
         writer.writerow({k: data[k] for k in _CSV_FIELDS})

@@ -12,7 +12,8 @@ Naming scheme in MLflow:
 * metrics: ``<evaluator>/<metric>`` and ``<evaluator>/<metric>_std`` for evaluations; training metrics
   are logged under whatever keys the caller passes (``train/loss``).
 * tags: ``dssl.protocol.<evaluator>`` = ``<protocol>@<version>``, ``dssl.direction.<evaluator>/<metric>``
-  = ``higher`` | ``lower``, ``dssl.dataset.<evaluator>`` = dataset; ``dssl.error`` on failure;
+  = ``higher`` | ``lower``, ``dssl.dataset.<evaluator>`` = dataset, ``dssl.absent_classes.<evaluator>`` =
+  the absent-class convention of a mean IoU (when the evaluator records one); ``dssl.error`` on failure;
   ``dssl.nonfinite_metrics`` when NaN/inf values were logged; environment tags from
   :func:`environment_tags`.
 * artifacts: ``evaluations/<evaluator>.json`` (the full evaluation result, settings included),
@@ -457,6 +458,8 @@ class MlflowTracker:
         ]
         if result.settings.get("diagnostic"):
             tags.append(RunTag(f"dssl.diagnostic.{evaluator}", "true"))
+        if result.settings.get("absent_classes"):
+            tags.append(RunTag(f"dssl.absent_classes.{evaluator}", str(result.settings["absent_classes"])))
         for name, metric in result.metrics.items():
             key = sanitize_key(f"{evaluator}/{name}")
             metrics.append(Metric(key, float(metric.value), timestamp, step))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from dssl_cotap.cotap_loss import CoTAPLoss, continuous_target_ap, continuous_targets
 
 
@@ -119,23 +120,42 @@ def test_target_options():
     torch.testing.assert_close(continuous_targets(t, "clamp"), torch.tensor([[0.9, 0.5, 0.0]]))
 
 
-def test_near_zero_target_queries_are_masked():
-    loss_fn = CoTAPLoss(target="clamp", min_target=0.05)
-    tu = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])  # query 1 of u is orthogonal to all of v
+def test_queries_without_a_real_match_are_masked_on_the_raw_teacher_similarity():
+    # Default targets (softmax_max): every query's best *target* is 1, so only the raw similarity can tell
+    # that query 1 of u (orthogonal to every patch of v) has no match.
+    loss_fn = CoTAPLoss(min_target=0.05)
+    tu = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
     tv = torch.tensor([[[1.0, 0.0], [1.0, 0.01]]])
+    _, _, y = loss_fn.direction(tu, tv, tu, tv)
+    assert float(y[0, 0].max()) == 1.0  # its neighbour's best target: 1 (unmasked)
     out = loss_fn(torch.randn(1, 2, 2), torch.randn(1, 2, 2), tu, tv)
     assert float(out["masked"]) == pytest.approx(0.25)
+    # The raw best similarity of query 0 of u is 1.0, of query 1 about 0.01: a threshold between keeps one.
+    _, mask, _ = CoTAPLoss(min_target=0.5).direction(tu, F.normalize(tv, dim=-1), tu, F.normalize(tv, dim=-1))
+    assert mask.tolist() == [[True, False]]
+
+
+def test_geometry_is_ignored_by_default():
+    g = torch.Generator().manual_seed(4)
+    su, sv, tu, tv = (F.normalize(torch.randn(2, 4, 8, generator=g), dim=-1) for _ in range(4))
+    index, valid = torch.tensor([[1, 0, 3, 2], [0, 1, 2, 3]]), torch.ones(2, 4, dtype=torch.bool)
+    loss_fn = CoTAPLoss(min_target=-1.0)
+    assert loss_fn.geometry == "none"
+    with_geometry = loss_fn.direction(su, sv, tu, tv, (index, valid))
+    without = loss_fn.direction(su, sv, tu, tv)
+    for a, b in zip(with_geometry, without, strict=True):
+        assert torch.equal(a, b)
 
 
 def test_geometry_positive_and_mask():
     g = torch.Generator().manual_seed(4)
-    su, sv, tu, tv = (torch.randn(2, 4, 8, generator=g) for _ in range(4))
+    su, sv, tu, tv = (F.normalize(torch.randn(2, 4, 8, generator=g), dim=-1) for _ in range(4))
     index = torch.tensor([[1, 0, 3, 2], [0, 1, 2, 3]])
     valid = torch.tensor([[True, True, False, True], [True, True, True, True]])
-    positive = CoTAPLoss(geometry="positive", target="clamp")
+    positive = CoTAPLoss(geometry="positive", target="clamp", min_target=-1.0)
     _, _, y = positive.direction(su, sv, tu, tv, (index, valid))
     assert y[0, 0, 1] == 1.0 and y[0, 1, 0] == 1.0 and y[1, 3, 3] == 1.0
-    masked = CoTAPLoss(geometry="mask", target="softmax_max")
+    masked = CoTAPLoss(geometry="mask", target="softmax_max", min_target=-1.0)
     _, mask, _ = masked.direction(su, sv, tu, tv, (index, valid))
     assert mask.tolist() == valid.tolist()
 

@@ -141,3 +141,62 @@ def test_total_loss_decreases_with_default_settings():
     obj = _objective(steps=4)
     losses = _train_objective(obj, 4, key="loss")
     assert min(losses[1:]) < losses[0] - 0.5, losses
+
+
+def test_defaults_make_teacher_maps_the_only_targets_and_mask_on_raw_similarity():
+    o = CoTAPOptions()
+    assert o.geometry == "none" and o.min_target == 0.5  # hard geometric positives are an ablation
+
+
+def test_a_batch_without_image_pair_fails_instead_of_training_dino_alone():
+    with pytest.raises(ValueError, match="no image pair"):
+        _objective(pairs=["nn"])(_embedded_batch(b=1), step=0)
+
+
+def _official_full_dino_checkpoint(path, dino) -> None:
+    """The layout of facebookresearch/dino main_dino.py's checkpoint.pth: teacher / student (DDP-wrapped)
+    state dicts with backbone.* and head.* (weight-normalised last layer as weight_g / weight_v), the centre."""
+
+    def official(module_state, prefix):
+        out = {}
+        for k, v in module_state.items():
+            k = k.replace("parametrizations.weight.original0", "weight_g").replace(
+                "parametrizations.weight.original1", "weight_v"
+            )
+            out[prefix + k] = v.clone()
+        return out
+
+    teacher = official(dino.teacher["backbone"].state_dict(), "backbone.") | official(
+        dino.teacher["head"].state_dict(), "head."
+    )
+    student = official(dino.backbone.state_dict(), "module.backbone.") | official(
+        dino.head.state_dict(), "module.head."
+    )
+    torch.save({"teacher": teacher, "student": student, "dino_loss": {"center": torch.full((1, 64), 0.25)}}, path)
+
+
+def test_init_from_a_full_dino_checkpoint_loads_its_head_too(tmp_path):
+    from dssl.backbones.checkpoint import load_init
+    from dssl.objectives.dino import DINOObjective
+
+    torch.manual_seed(5)
+    dino = DINOObjective(
+        ViTBackbone("vit_t16", img_size=32), {k: TINY[k] for k in TINY if "patch" not in k}, total_steps=2
+    )
+    with torch.no_grad():
+        for p in dino.head.parameters():
+            p.add_(1.0)  # student head differs from the teacher's
+    path = tmp_path / "checkpoint.pth"
+    _official_full_dino_checkpoint(path, dino)
+    cotap = _objective(seed=9)
+    load_init(cotap.backbone, str(path))
+    note = cotap.load_init_extras(str(path))
+    assert note is not None and "head" in note and "centre" in note
+    for ours, theirs in ((cotap.head, dino.head), (cotap.teacher["head"], dino.teacher["head"])):
+        for (name, a), (_, b) in zip(ours.state_dict().items(), theirs.state_dict().items(), strict=True):
+            torch.testing.assert_close(a, b, msg=name)
+    assert float(cotap.loss_fn.center.center.mean()) == 0.25
+    # A backbone-only file has no head: nothing else is loaded.
+    from dssl.backbones.checkpoint import save_backbone
+
+    assert _objective().load_init_extras(str(save_backbone(dino.backbone, tmp_path / "backbone.pth"))) is None

@@ -30,9 +30,11 @@ def test_attention_rows_sum_to_one(heads):
 
 def test_values_variant_is_attention_weighted_prototype_values():
     torch.manual_seed(0)
-    f = ObjectAwareFilter(8, OAFOptions(num_prototypes=3, similarity="dot"))
+    f = ObjectAwareFilter(8, OAFOptions(num_prototypes=3))
     z = torch.randn(2, 4, 8)
-    a = torch.softmax((z @ f.q.weight.T) @ (f.prototypes @ f.k.weight.T).T / 8**0.5, dim=-1)  # independent
+    q = torch.nn.functional.normalize(z @ f.q.weight.T, dim=-1)
+    k = torch.nn.functional.normalize(f.prototypes @ f.k.weight.T, dim=-1)
+    a = torch.softmax(q @ k.T / 0.1, dim=-1)  # independent
     expected = a @ f.v(f.prototypes)
     torch.testing.assert_close(f(z), expected)
 
@@ -156,3 +158,36 @@ def test_cotap_with_oaf_has_a_live_loss_at_init():
     objective = _objective()
     out = objective(_batch(), step=0)
     assert float(out["cotap_loss"]) > 1e-3 and float(out["cotap_ap"]) < 0.999
+
+
+def test_dot_product_attention_is_gone():
+    # At random init it attended uniformly: a constant filter output and an identically zero CoTAP term.
+    with pytest.raises(ValueError):
+        OAFOptions(similarity="dot")
+    assert OAFOptions().similarity == "cosine" and OAFOptions().temperature == 0.1
+
+
+def test_cotap_term_stays_live_while_training_with_oaf():
+    """Several optimisation steps of the full method: the CoTAP term, its gradient into the filter and the
+    collapse monitor (mean target mass per candidate; 1.0 = all targets tie) stay away from collapse."""
+    obj = _objective()
+    opt = torch.optim.AdamW([{"params": g["params"]} for g in obj.param_groups()], lr=1e-3)
+    batch = _batch()
+    for step in range(obj.total_steps):
+        out = obj(batch, step=step)
+        opt.zero_grad()
+        out["loss"].backward()
+        filter_grad = sum(float(p.grad.abs().sum()) for p in obj.filter.parameters() if p.grad is not None)
+        opt.step()
+        obj.after_step(step=step)
+        assert float(out["cotap_loss"]) > 1e-3, (step, out)
+        assert float(out["cotap_target_mass_fraction"]) < 0.99, (step, out)
+        assert filter_grad > 0.0, step
+
+
+def test_published_cotap_numbers_are_labelled_as_the_full_method() -> None:
+    # The README's CoTAP rows are CoTAP with OAF; here `cotap` is the method without it.
+    from dssl.catalogue import load_catalogue
+
+    published = [r for r in load_catalogue().references if "CoTAP" in r.source and "+CoTAP" in r.source]
+    assert published and {r.method for r in published} == {_objective().method_label}

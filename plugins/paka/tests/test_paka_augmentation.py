@@ -69,3 +69,35 @@ def test_seeded_determinism_and_globals_unchanged_from_multicrop():
     core = MultiCrop(MultiCropOptions(global_size=32, local_size=16, n_local=2))
     c = core(image, generator=torch.Generator().manual_seed(1))
     assert torch.equal(a.boxes[:2], c.boxes[:2])
+
+
+def test_containment_is_guaranteed_when_locals_could_outgrow_their_parent():
+    # Locals drawn up to 60 % of the image, parents down to 20 %: a local larger than its parent cannot reach
+    # containment 0.9 unless its size is capped by the parent's. Every fallback is reported per image.
+    aug = PaKACrop(_small(global_scale=(0.2, 0.5), local_scale=(0.3, 0.6), min_overlap=0.9))
+    generator = torch.Generator().manual_seed(0)
+    overlaps, reported = [], 0.0
+    for _ in range(100):
+        views = aug(torch.rand(3, 64, 64), generator=generator)
+        overlaps += [float(box_overlap(views.boxes[2 + k], views.boxes[k % 2])) for k in range(4)]
+        reported += float(views.stats["local_fallbacks"])
+    assert min(overlaps) >= 0.9 - 1e-6
+    assert reported == aug.fallbacks > 0  # this setting needs fallbacks, and each one is counted
+
+
+def test_fallbacks_are_collated_and_logged_as_a_rate():
+    from dssl.augment.multicrop import collate_views
+    from dssl.backbones.vit import ViTBackbone
+    from dssl_paka.objective import PaKAObjective
+
+    aug = PaKACrop(
+        PaKACropOptions(global_size=32, local_size=16, n_local=2, global_scale=(0.2, 0.5), local_scale=(0.3, 0.6))
+    )
+    generator = torch.Generator().manual_seed(1)
+    batch = collate_views([aug(torch.rand(3, 48, 48), generator=generator) for _ in range(6)])
+    assert batch.stats["local_fallbacks"].shape == (6,)
+    torch.manual_seed(0)
+    objective = PaKAObjective(ViTBackbone("vit_t16", img_size=32), {"out_dim": 16, "hidden_dim": 32}, total_steps=2)
+    out = objective(batch, step=0)
+    assert float(out["local_fallback_rate"]) == pytest.approx(float(batch.stats["local_fallbacks"].sum()) / 12)
+    assert float(out["local_containment_min"]) >= 0.9 - 1e-6

@@ -142,3 +142,24 @@ def test_teacher_sees_clean_views_and_eval_backbone():
     assert torch.equal(seen[0], torch.cat(batch.clean[:2]))
     assert objective.eval_backbone() is objective.teacher["backbone"]
     assert _objective(evaluate="student").eval_backbone() is not None
+
+
+def test_roi_sampling_ratio_averages_sub_samples_in_both_views():
+    from dssl.augment.geometry import roi_align
+
+    maps = torch.randn(2, 4, 6, 6, generator=torch.Generator().manual_seed(0))
+    boxes_t = torch.tensor([[0.0, 0.0, 0.8, 0.8], [0.1, 0.1, 1.0, 1.0]])
+    boxes_s = torch.tensor([[0.2, 0.2, 0.9, 0.9], [0.0, 0.0, 0.7, 0.7]])
+    flips = torch.tensor([False, True])
+    t, s, _ = align_pair(maps, boxes_t, flips, maps, boxes_s, flips, grid=3, sampling_ratio=2)
+    # Independently: a 6x6 one-sample grid over the same ROI, averaged over 2x2 blocks.
+    from dssl.augment.geometry import overlap_box
+
+    roi, _ = overlap_box(boxes_t, boxes_s)
+    for aligned, boxes in ((t, boxes_t), (s, boxes_s)):
+        fine = roi_align(maps, boxes, flips, roi, (6, 6))
+        expected = fine.unfold(2, 2, 2).unfold(3, 2, 2).mean(dim=(-1, -2)).flatten(2).transpose(1, 2)
+        torch.testing.assert_close(aligned, expected)
+    one, _, _ = align_pair(maps, boxes_t, flips, maps, boxes_s, flips, grid=3)
+    assert not torch.allclose(t, one)
+    assert _objective(roi_sampling_ratio=2).options.roi_sampling_ratio == 2

@@ -51,9 +51,13 @@ class CoTAPOptions(DINOOptions):
         0.01, gt=0.0, description="τ_r of the sigmoid rank relaxation (Smooth-AP's default 0.01, Brown et al. 2020)."
     )
     min_target: float = Field(
-        1e-3,
-        ge=0.0,
-        description="Queries whose largest target is <= this are masked (methods.md §1.5: near-zero targets).",
+        0.5,
+        ge=-1.0,
+        le=1.0,
+        description="Queries whose best raw teacher cosine similarity (before the targets are normalised) is <= this "
+        "are masked: a patch without a real match in the other image (hidden in the other view, an object missing "
+        "from the neighbour) is not forced to rank its best noisy match first (methods.md §1.5). Guess 0.5; "
+        "-1 masks nothing.",
     )
     pairs: list[Literal["views", "nn"]] = Field(
         default_factory=lambda: ["views", "nn"],
@@ -63,10 +67,11 @@ class CoTAPOptions(DINOOptions):
         "precomputed ImageNet neighbours, methods.md §1.1 [INF]). Guess: both.",
     )
     geometry: Literal["none", "positive", "mask"] = Field(
-        "positive",
+        "none",
         description="Use of the view geometry (dssl.augment.geometry.patch_correspondence) for the 'views' pair: "
-        "'positive' adds target 1 at the geometrically corresponding patch, 'mask' keeps only queries visible in "
-        "the other view, 'none' uses teacher targets alone (the strictest reading of the abstract). Guess.",
+        "'none' (default): the teacher similarity maps are the only targets, as the abstract describes "
+        "(correspondences distilled, not strict spatial alignment); ablations: 'positive' adds target 1 at the "
+        "geometrically corresponding patch, 'mask' keeps only queries visible in the other view.",
     )
     num_candidates: int | None = Field(
         None,

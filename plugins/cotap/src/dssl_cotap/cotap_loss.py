@@ -126,9 +126,14 @@ class CoTAPLoss(nn.Module):
         target: Target option (:func:`continuous_targets`).
         target_temp: ``τ_t`` of the ``"softmax_max"`` targets.
         rank_temp: ``τ_r`` of the sigmoid ranking.
-        min_target: Queries whose largest target is ``<=`` this are masked.
-        geometry: With a correspondence: ``"positive"`` sets the target of the corresponding patch to 1,
-            ``"mask"`` keeps only queries with a valid correspondence, ``"none"`` ignores it.
+        min_target: Queries whose best *raw* teacher similarity (cosine, before the targets are normalised)
+            is ``<=`` this are masked: a patch without a real match in the other image (hidden in the other
+            view, an object missing from the neighbour image) is not forced to rank its best noisy match
+            first. (With ``"softmax_max"`` every query's best target is exactly 1, so a threshold on the
+            targets would never mask anything.)
+        geometry: With a correspondence: ``"none"`` (default) ignores it, the teacher maps are the only
+            targets; ablations: ``"positive"`` sets the target of the corresponding patch to 1, ``"mask"``
+            keeps only queries with a valid correspondence.
         num_candidates: Random candidates kept per query image (``None``: all).
         chunk_size: See :func:`continuous_target_ap`.
 
@@ -145,8 +150,8 @@ class CoTAPLoss(nn.Module):
         target: TargetKind = "softmax_max",
         target_temp: float = 0.1,
         rank_temp: float = 0.01,
-        min_target: float = 1e-3,
-        geometry: GeometryMode = "positive",
+        min_target: float = 0.5,
+        geometry: GeometryMode = "none",
         num_candidates: int | None = None,
         chunk_size: int | None = 16384,
     ) -> None:
@@ -186,7 +191,8 @@ class CoTAPLoss(nn.Module):
                 t = torch.bmm(teacher_q.float(), teacher_c.float().transpose(1, 2))
                 y = continuous_targets(t, self.target, self.target_temp)
             b, n, m = s.shape
-            mask = torch.ones(b, n, dtype=torch.bool, device=s.device)
+            # On the raw similarity: after "softmax_max" every query's best target is 1.
+            mask = t.amax(dim=2) > self.min_target
             if correspondence is not None and self.geometry != "none":
                 index, valid = correspondence
                 if self.geometry == "positive":
@@ -198,7 +204,7 @@ class CoTAPLoss(nn.Module):
                 keep = torch.rand(b, m, device=s.device).argsort(dim=1)[:, : self.num_candidates]
                 keep = keep[:, None, :].expand(b, n, -1)
                 s, y = s.gather(2, keep), y.gather(2, keep)
-            mask = mask & (y.amax(dim=2) > self.min_target)
+            mask = mask & (y.amax(dim=2) > 0)  # a query needs a positive target to have an AP
             y = y * mask[..., None]  # masked queries: no rows computed
             ap = continuous_target_ap(
                 s.reshape(b * n, -1), y.reshape(b * n, -1), temperature=self.rank_temp, chunk_size=self.chunk_size
@@ -225,7 +231,10 @@ class CoTAPLoss(nn.Module):
             correspondence_vu: ``(index (B, M), valid (B, M))`` patch of u for each patch of v, or ``None``.
 
         Returns:
-            ``{"loss": scalar, "ap": mean AP, "masked": fraction of masked queries, "target_mass": mean Σ_j Y}``.
+            ``{"loss": scalar, "ap": mean AP, "masked": fraction of masked queries, "target_mass": mean Σ_j Y,
+            "target_mass_fraction": mean Σ_j Y / M}`` (over the unmasked queries). ``target_mass_fraction`` is
+            the collapse monitor: 1.0 when every candidate ties with the best one (a constant filter or
+            projector output: AP ≡ 1, no gradient), ``1/M`` when each query has one clear match.
         """
         with torch.autocast(device_type=student_u.device.type, enabled=False):
             su, sv = F.normalize(student_u.float(), dim=-1), F.normalize(student_v.float(), dim=-1)
@@ -237,9 +246,11 @@ class CoTAPLoss(nn.Module):
             count = mask.sum()
             mean_ap = (ap * mask).sum() / count.clamp_min(1)
             mass = torch.cat([y_uv.sum(2).flatten(), y_vu.sum(2).flatten()])
+            fraction = torch.cat([y_uv.mean(2).flatten(), y_vu.mean(2).flatten()])
             return {
                 "loss": 1.0 - mean_ap,
                 "ap": mean_ap.detach(),
                 "masked": 1.0 - count.float() / mask.numel(),
                 "target_mass": ((mass * mask).sum() / count.clamp_min(1)).detach(),
+                "target_mass_fraction": ((fraction * mask).sum() / count.clamp_min(1)).detach(),
             }

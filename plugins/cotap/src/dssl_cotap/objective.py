@@ -119,7 +119,9 @@ class CoTAPObjective(DINOObjective):
 
         Returns:
             ``{"loss", "dino_loss", "cotap_loss", "cotap_ap", "cotap_masked", "cotap_target_mass",
-            "teacher_temp"}`` scalars.
+            "cotap_target_mass_fraction", "teacher_temp"}`` scalars, all logged every log step;
+            ``cotap_target_mass_fraction`` near 1 means the filtered teacher outputs collapsed (see
+            :meth:`CoTAPLoss.forward`).
         """
         o = self.options
         crops = list(batch.crops)
@@ -138,13 +140,18 @@ class CoTAPObjective(DINOObjective):
             update_center=self.training,
         )
         cotap = self._cotap(batch, s_out, t_out)
-        loss = dino_loss + o.cotap_weight * cotap["loss"] if cotap else dino_loss
+        loss = dino_loss + o.cotap_weight * cotap["loss"]
         out = {"loss": loss, "dino_loss": dino_loss.detach(), "teacher_temp": torch.tensor(temp, dtype=torch.float32)}
         out |= {f"cotap_{k}": v.detach() for k, v in cotap.items()}
         return out
 
     def _cotap(self, batch: ViewBatch, s_out: list[Any], t_out: list[Any]) -> dict[str, torch.Tensor]:
-        """Mean CoTAP terms over the configured image pairs (empty when no pair is available)."""
+        """Mean CoTAP terms over the configured image pairs.
+
+        Raises:
+            ValueError: The batch offers none of the configured pairs ('views' needs two global crops, 'nn' a
+                batch of at least two images): training would silently be DINO alone.
+        """
         o = self.options
         n_global = int(batch.n_global)
         student = [self._embed(s_out[v].patches, teacher=False) for v in range(min(2, n_global))]
@@ -166,5 +173,9 @@ class CoTAPObjective(DINOObjective):
                 nn_index = sim.argmax(dim=1)
             terms.append(self.cotap_loss(student[0], student[0][nn_index], teacher[0], teacher[0][nn_index]))
         if not terms:
-            return {}
+            raise ValueError(
+                f"CoTAP: this batch has no image pair for pairs={o.pairs} ({n_global} global crop(s), {b} image(s)); "
+                "'views' needs 2 global crops, 'nn' a batch of at least 2 images. Without a pair only DINO's loss "
+                "would be trained"
+            )
         return {k: torch.stack([t[k] for t in terms]).mean() for k in terms[0]}

@@ -39,17 +39,15 @@ class OAFOptions(BaseModel):
     combine: Literal["replace", "concat"] = Field(
         "replace", description="OAF output replaces the patch embedding, or is concatenated to it (unknown; guess)."
     )
-    similarity: Literal["cosine", "dot"] = Field(
+    similarity: Literal["cosine"] = Field(
         "cosine",
-        description="'cosine': <q, k> of L2-normalised queries and keys (a prototype softmax, as DINO's head); "
-        "'dot': scaled dot product. Unknown in the paper; at random init the scaled dot product of these small "
-        "projections is ~1e-3, so every patch attends uniformly, the filter outputs one vector for all patches, "
-        "CoTAP's targets all tie (AP = 1, loss and gradient 0) and nothing ever learns: hence cosine.",
+        description="<q, k> of L2-normalised queries and keys (a prototype softmax, as DINO's head). The scaled "
+        "dot product ('dot', removed in issue 17) of these small projections of unit-norm inputs is ~1e-3 at "
+        "random init: every patch attends uniformly, the filter outputs one vector for all patches, CoTAP's "
+        "targets all tie (AP = 1, loss and gradient 0) and nothing ever learns.",
     )
-    temperature: float | None = Field(
-        None,
-        gt=0.0,
-        description="Softmax temperature of <q, k>; None: 0.1 for 'cosine', sqrt(D_a / heads) for 'dot'.",
+    temperature: float = Field(
+        0.1, gt=0.0, description="Softmax temperature of the cosine attention (guess: that of DINO's prototypes)."
     )
 
     @model_validator(mode="after")

@@ -5,12 +5,12 @@ arXiv 2509.09429: "patches are represented by learnable prototypes of objects vi
 Reconstruction (methods.md §1.4): for L2-normalised patch embeddings ``z_i`` and prototypes ``P ∈ R^{K×D}``::
 
     q_i  = W_q z_i,   k_m = W_k P_m,   v_m = W_v P_m          (per head, width D_a / H)
-    a_im = softmax_m(cos(q_i, k_m) / temperature)            (default: cosine, temperature 0.1;
-                                                              or <q_i, k_m> / sqrt(D_a / H): similarity="dot")
+    a_im = softmax_m(cos(q_i, k_m) / temperature)            (temperature 0.1)
     o_i  = Σ_m a_im v_m   (output "values", heads concatenated)   or   o_i = mean_h a_i   ("assignment")
 
 The teacher's copy is the EMA of this module (cotap's EMATeacher covers the filter). The filter has no own
-loss: it learns only through CoTAP's gradients.
+loss: it learns only through CoTAP's gradients. A scaled dot-product attention (``similarity="dot"``) was
+removed: at random init it is uniform, so the filter's output is constant and CoTAP's term identically 0.
 
 Example:
     >>> import torch
@@ -29,10 +29,7 @@ from torch import Tensor, nn
 
 from dssl_oaf.config import OAFOptions
 
-__all__ = ["COSINE_TEMPERATURE", "ObjectAwareFilter"]
-
-#: Default softmax temperature of cosine attention (that of DINO's student prototypes).
-COSINE_TEMPERATURE = 0.1
+__all__ = ["ObjectAwareFilter"]
 
 
 class ObjectAwareFilter(nn.Module):
@@ -58,9 +55,7 @@ class ObjectAwareFilter(nn.Module):
             raise ValueError(f"attention width {attn_dim} is not divisible by num_heads {o.num_heads}")
         self.num_heads = o.num_heads
         self.head_dim = attn_dim // o.num_heads
-        self.temperature = o.temperature or (
-            COSINE_TEMPERATURE if o.similarity == "cosine" else math.sqrt(self.head_dim)
-        )
+        self.temperature = o.temperature
         self.prototypes = nn.Parameter(torch.randn(o.num_prototypes, in_dim) / math.sqrt(in_dim))
         self.q = nn.Linear(in_dim, attn_dim, bias=False)
         self.k = nn.Linear(in_dim, attn_dim, bias=False)
@@ -83,8 +78,7 @@ class ObjectAwareFilter(nn.Module):
         """
         q = self._heads(self.q(z))  # (B, H, N, d)
         k = self._heads(self.k(self.prototypes))  # (H, K, d)
-        if self.options.similarity == "cosine":
-            q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+        q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
         return torch.softmax(q @ k.transpose(-1, -2) / self.temperature, dim=-1)
 
     def forward(self, z: Tensor) -> Tensor:

@@ -8,8 +8,12 @@ renderings are MultiCrop's (``return_clean``). Local ``k`` has parent global ``k
    to lie inside the image);
 2. the first proposal whose overlap with the parent (containment ``|L∩G|/|L|`` or IoU) reaches
    ``min_overlap`` is kept;
-3. fallback when none does: the proposal with the largest overlap, translated into the parent box as far as it
-   fits (containment 1 when the local is not larger than the parent). This is a documented reconstruction.
+3. fallback when none does: the proposal with the largest overlap, translated into the parent box.
+
+A local is never wider or taller than its parent (its size is capped by the parent's), so the fallback always
+lies inside the parent: with ``overlap="containment"`` every local reaches ``min_overlap`` (without the cap the
+default scales gave a minimum containment of 0.77 and 6 % fallbacks). The number of fallbacks of each image is
+reported in ``Views.stats["local_fallbacks"]``; the PaKA objective logs the rate. A documented reconstruction.
 
 Example:
     >>> import torch
@@ -25,7 +29,7 @@ from __future__ import annotations
 import math
 
 import torch
-from dssl.augment.multicrop import _ATTEMPTS, _C_LOGR, _C_SCALE, _C_X, _C_Y, MultiCrop
+from dssl.augment.multicrop import _ATTEMPTS, _C_LOGR, _C_SCALE, _C_X, _C_Y, MultiCrop, Views
 from torch import Tensor
 
 from dssl_paka.augmentation_config import PaKACropOptions
@@ -68,6 +72,13 @@ class PaKACrop(MultiCrop):
         #: Local proposals that fell back (no attempt reached ``min_overlap``), for diagnostics.
         self.fallbacks = 0
 
+    def __call__(self, image: Tensor, generator: torch.Generator | None = None) -> Views:
+        """MultiCrop's views, with ``stats["local_fallbacks"]``: this image's locals that fell back."""
+        before = self.fallbacks
+        views = super().__call__(image, generator=generator)
+        views.stats["local_fallbacks"] = torch.tensor(float(self.fallbacks - before))
+        return views
+
     def _sample_boxes(self, u: Tensor, height: int, width: int) -> list[Box]:
         boxes = super()._sample_boxes(u, height, width)
         o = self.options
@@ -87,8 +98,9 @@ class PaKACrop(MultiCrop):
         for a in range(min(o.max_attempts, _ATTEMPTS)):
             area = base_area * (lo_s + (hi_s - lo_s) * float(u[_C_SCALE + a]))
             aspect = math.exp(lr0 + (lr1 - lr0) * float(u[_C_LOGR + a]))
-            w = min(max(1, round(math.sqrt(area * aspect))), width)
-            h = min(max(1, round(math.sqrt(area / aspect))), height)
+            # Never larger than the parent along either side: the fallback then fits inside it.
+            w = min(max(1, round(math.sqrt(area * aspect))), px1 - px0)
+            h = min(max(1, round(math.sqrt(area / aspect))), py1 - py0)
             cx = px0 + float(u[_C_X + a]) * (px1 - px0)
             cy = py0 + float(u[_C_Y + a]) * (py1 - py0)
             x0 = _shift_inside(round(cx - w / 2), w, 0, width)

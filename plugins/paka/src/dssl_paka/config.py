@@ -35,6 +35,13 @@ class PaKAOptions(BaseModel):
     roi_grid: int = Field(
         7, ge=2, description="Side of the common grid both views are ROI-aligned onto [NeCo roi_align_kernel_size 7]."
     )
+    roi_sampling_ratio: int = Field(
+        1,
+        ge=0,
+        description="Bilinear samples per ROI-cell side, averaged, at torchvision.ops.roi_align's positions "
+        "(0: adaptive ceil(ROI extent in feature cells / roi_grid) per ROI, torchvision's -1); 1: one sample at the "
+        "cell centre [INF: lightly-train resamples with its own roi helper; sampling unknown].",
+    )
     kernel: Literal["linear", "rbf"] = Field(
         "linear", description="Patch kernel: linear XX^T [3P lightly, emergentmind] or Gaussian RBF [3P emergentmind]."
     )

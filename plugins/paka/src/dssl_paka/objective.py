@@ -10,7 +10,8 @@ Pipeline per batch (methods.md §2.3; official code not public, see README for w
    (the global containing most of it; ``local_pairs="all"``: every global). A pair whose intersection box spans
    fewer than ``min_overlap_cells`` patch cells of either view is masked out.
 4. Both patch maps of a pair are resampled onto the intersection box at ``roi_grid x roi_grid``
-   (:func:`dssl.augment.geometry.roi_align`, in float32), so cell ``i`` shows the same image point in both.
+   (:func:`dssl.augment.geometry.roi_align`, in float32, ``roi_sampling_ratio²`` bilinear sub-samples
+   averaged per cell as ``torchvision.ops.roi_align``), so cell ``i`` shows the same image point in both.
 5. The projector (3-layer GELU MLP, :class:`dssl.layers.heads.MLP`) is applied **after** alignment, the
    teacher's own EMA projector on the teacher side.
 6. :class:`~dssl_paka.loss.PatchKernelAlignmentLoss` (``1 - CKA`` by default), kernels in float32.
@@ -69,6 +70,7 @@ def align_pair(
     student_flip: Tensor,
     grid: int,
     min_cells: float = 1.0,
+    sampling_ratio: int = 1,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """ROI-align a (teacher, student) pair of feature maps on their intersection box.
 
@@ -81,6 +83,7 @@ def align_pair(
         student_flip: ``(B,)``.
         grid: Side of the common output grid.
         min_cells: Minimum side of the intersection in patch cells of either view.
+        sampling_ratio: Bilinear samples per cell side, averaged (``0``: adaptive; see ``roi_align``).
 
     Returns:
         ``(teacher, student, ok)``: ``(B, grid*grid, D_t)``, ``(B, grid*grid, D_s)`` (row-major cells of the
@@ -90,9 +93,9 @@ def align_pair(
     ok = ok & (_cells(roi, teacher_box, teacher_map.shape[-2:]) >= min_cells)
     ok = ok & (_cells(roi, student_box, student_map.shape[-2:]) >= min_cells)
     out_hw = (grid, grid)
-    t = roi_align(teacher_map, teacher_box, teacher_flip, roi, out_hw).flatten(2).transpose(1, 2)
-    s = roi_align(student_map, student_box, student_flip, roi, out_hw).flatten(2).transpose(1, 2)
-    return t, s, ok
+    t = roi_align(teacher_map, teacher_box, teacher_flip, roi, out_hw, sampling_ratio=sampling_ratio)
+    s = roi_align(student_map, student_box, student_flip, roi, out_hw, sampling_ratio=sampling_ratio)
+    return t.flatten(2).transpose(1, 2), s.flatten(2).transpose(1, 2), ok
 
 
 class PaKAObjective(Objective):
@@ -144,7 +147,9 @@ class PaKAObjective(Objective):
             step: Zero-based global step (unused: the loss has no schedule).
 
         Returns:
-            ``{"loss", "cka", "valid_pairs"}`` scalars (the last two detached, for logging).
+            ``{"loss", "cka", "valid_pairs", "local_containment_min"}`` scalars (all but the loss detached, for
+            logging), plus ``"local_fallback_rate"`` when the augmentation reports its fallbacks (PaKA's does):
+            the fraction of locals for which no proposal reached the overlap threshold.
         """
         o = self.options
         n_g = int(batch.n_global)
@@ -167,7 +172,15 @@ class PaKAObjective(Objective):
                     t_map = torch.stack(t_maps)[g, rows]
                     t_box, t_flip = boxes[rows, g], flips[rows, g]
                 t, s, ok = align_pair(
-                    t_map, t_box, t_flip, s_maps[v], boxes[:, v], flips[:, v], o.roi_grid, o.min_overlap_cells
+                    t_map,
+                    t_box,
+                    t_flip,
+                    s_maps[v],
+                    boxes[:, v],
+                    flips[:, v],
+                    o.roi_grid,
+                    o.min_overlap_cells,
+                    o.roi_sampling_ratio,
                 )
                 teachers.append(t)
                 students.append(s)
@@ -179,7 +192,15 @@ class PaKAObjective(Objective):
         s_proj = self.head(s_cells)
         valid = ok[:, None].expand(-1, s_proj.shape[1])
         out = self.loss_fn(s_proj, t_proj, valid)
-        return {"loss": out.loss, "cka": out.cka, "valid_pairs": ok.float().mean().detach()}
+        result = {"loss": out.loss, "cka": out.cka, "valid_pairs": ok.float().mean().detach()}
+        n_local = len(crops) - n_g
+        if n_local:
+            with torch.no_grad():  # how far each local lies inside its best-containing global
+                inside = box_overlap(boxes[:, n_g:, None], boxes[:, None, :n_g], "containment").amax(dim=2)
+            result["local_containment_min"] = inside.min()
+            if "local_fallbacks" in batch.stats:
+                result["local_fallback_rate"] = batch.stats["local_fallbacks"].float().sum() / (n_local * len(boxes))
+        return result
 
     def _teacher_partners(self, view: int, n_g: int, boxes: Tensor) -> list[int | Tensor]:
         """Teacher globals a student view is paired with: ints, or a ``(B,)`` per-image parent index."""
