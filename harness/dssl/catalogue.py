@@ -88,6 +88,18 @@ class Preset(_Strict):
         return {} if value is None else value  # a section holding only comments reads as None
 
 
+class WarmStart(_Strict):
+    """A checkpoint that ships inside the package, for ``--init warmstart`` / ``--init warmstart:NAME``."""
+
+    backbone: str = Field(description="The backbone alias it was trained for.")
+    file: str = Field(description="Path inside the dssl package (harness/dssl/...).")
+    summary: str
+    recipe: str = Field(description="The command that reproduces it, and where and how long it ran.")
+
+    def path(self) -> Path:
+        return Path(__file__).parent / self.file
+
+
 class FirstPartyPlugin(_Strict):
     distribution: str
     path: str
@@ -112,6 +124,7 @@ class Catalogue(_Strict):
     datasets: dict[str, DatasetDefinition] = Field(default_factory=dict)
     protocols: dict[str, ProtocolDefinition] = Field(default_factory=dict)
     presets: dict[str, Preset] = Field(default_factory=dict)
+    warmstarts: dict[str, WarmStart] = Field(default_factory=dict)
     plugins: list[FirstPartyPlugin] = Field(default_factory=list)
     references: list[ReferenceResult] = Field(default_factory=list)
 
@@ -119,6 +132,25 @@ class Catalogue(_Strict):
     @classmethod
     def _empty_list(cls, value: Any) -> Any:
         return [] if value is None else value  # a section holding only comments reads as None
+
+    def warmstart_for(self, init: str, backbone: str) -> WarmStart | None:
+        """The warm start ``init`` names: ``warmstart`` (the one made for ``backbone``, if any) or
+        ``warmstart:NAME``.
+
+        Raises:
+            ConfigError: An unknown name, or a warm start made for another backbone.
+        """
+        if init == "warmstart":
+            return next((w for w in self.warmstarts.values() if w.backbone == backbone), None)
+        name = init.removeprefix("warmstart:")
+        if name not in self.warmstarts:
+            from dssl.registry import unknown_name_message
+
+            raise ConfigError(unknown_name_message("warm start", name, sorted(self.warmstarts)))
+        chosen = self.warmstarts[name]
+        if chosen.backbone != backbone:
+            raise ConfigError(f"--init {init} was trained for the {chosen.backbone} backbone, not {backbone}")
+        return chosen
 
     def preset_layer(self, preset: str, objective: str | None) -> dict[str, Any]:
         from dssl.config import deep_merge

@@ -88,6 +88,7 @@ class RunResults(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, float] = Field(default_factory=dict)
     evaluations: list[EvaluationResult] = Field(default_factory=list)
+    init: str | None = Field(None, description="Where the trained weights started from (the init report).")
     baselines: dict[str, list[EvaluationResult]] = Field(
         default_factory=dict,
         description="Evaluations of reference backbones with the run's evaluators: 'start' (the weights "

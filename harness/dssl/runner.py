@@ -43,6 +43,7 @@ class BuiltRun:
     init_report: str
     plugins: dict[str, str]
     start_backbone: nn.Module | None = None
+    init: str = "random"
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -88,14 +89,16 @@ def build_run(config: RunConfig, host: PluginHost) -> BuiltRun:
 
     backbone = build_backbone(config, host, augmentation_options=augmentation_options)
     check_views_fit(augmentation, train_set, backbone.patch_size, config.seed)
-    init = resolve_init(config.backbone.init)
+    init = resolve_init(config.backbone.init, config.backbone.name)
     init_report = load_init(backbone, init)
+    if config.backbone.init == "warmstart" and init == "random":
+        init_report.source = f"random (no warm start for {config.backbone.name})"
     objective = objective_cls(backbone, objective_options, total_steps=config.optim.steps)
     extras = objective.load_init_extras(init) if init not in ("random", "timm") else None
     objective = objective.to(device)
     plugins = {r.distribution: r.version for r in host.records if r.status == "loaded"}
     # The evaluated network as training finds it, kept aside when the run compares itself with its start.
-    keep_start = "start" in config.baselines or ("random" in config.baselines and config.backbone.init == "random")
+    keep_start = "start" in config.baselines or ("random" in config.baselines and init == "random")
     start_backbone = copy.deepcopy(objective.eval_backbone()) if keep_start else None
     return BuiltRun(
         config=config,
@@ -108,6 +111,7 @@ def build_run(config: RunConfig, host: PluginHost) -> BuiltRun:
         init_report=init_report.summary() + (f"; {extras}" if extras else ""),
         plugins=plugins,
         start_backbone=start_backbone,
+        init=init,
     )
 
 
@@ -181,8 +185,21 @@ def check_views_fit(augmentation: Any, dataset: Any, patch_size: int, seed: int)
             )
 
 
-def resolve_init(init: str) -> str:
-    """``runs:/RUN_ID`` -> the local path of that run's logged backbone checkpoint."""
+def resolve_init(init: str, backbone: str | None = None) -> str:
+    """The local file (or ``random`` / ``timm``) an ``--init`` value names.
+
+    ``runs:/RUN_ID`` is that run's logged backbone checkpoint; ``warmstart`` is the warm start that
+    ``registry.yaml`` lists for ``backbone`` (random init when there is none), ``warmstart:NAME`` a named one.
+    """
+    if init == "warmstart" or init.startswith("warmstart:"):
+        from dssl.catalogue import load_catalogue
+
+        warm = load_catalogue().warmstart_for(init, backbone or "")
+        if warm is None:
+            return "random"
+        if not warm.path().is_file():
+            raise ConfigError(f"--init {init}: the warm start file {warm.path()} is missing from this installation")
+        return str(warm.path())
     if not init.startswith("runs:/"):
         return init
     run_id = init.removeprefix("runs:/").strip("/")
@@ -354,6 +371,7 @@ def _execute(
                 train={k: float(v) for k, v in summary.final_metrics.items()}
                 | {"seconds": summary.seconds, "images_per_second": summary.images_per_second},
                 evaluations=evaluations,
+                init=built.init_report,
                 baselines=baselines,
                 versions={"dssl-bench": __version__, "torch": torch.__version__} | built.plugins,
                 seconds=time.perf_counter() - started,
@@ -765,7 +783,7 @@ def evaluate_baselines(built: BuiltRun, host: PluginHost, *, console: Any = None
     config = built.config
     results: dict[str, list[EvaluationResult]] = {}
     for name in config.baselines:
-        if name == "random" and config.backbone.init == "random":
+        if name == "random" and built.init == "random":
             if "start" in config.baselines:
                 continue
             name = "start"
@@ -798,9 +816,10 @@ def print_results(results: RunResults, console: Any) -> None:
     """The results table; with baselines, the trained numbers beside the start's and random init's."""
     from rich.table import Table
 
-    init = str(results.config.get("backbone", {}).get("init", "random"))
     baseline_names = [n for n in ("start", "random") if n in results.baselines]
-    headers = {"start": "start (random init)" if init == "random" else "start", "random": "random init"}
+    # A run that started from random init has one baseline for both: its start.
+    from_random = (results.init or "").startswith("init: random")
+    headers = {"start": "start (random init)" if from_random else "start", "random": "random init"}
     baseline_values = {
         name: {f"{e.evaluator}/{m}": v.value for e in results.baselines[name] for m, v in e.metrics.items()}
         for name in baseline_names

@@ -315,3 +315,37 @@ def test_feature_layers_option_sets_the_default() -> None:
         assert backbone.features(images(1, 32, 32)).shape == (1, 2, 2, 384)
     with pytest.raises(ConfigError, match="out of range"):
         build_vit(name="vit_t16", img_size=32, feature_layers=[-13])
+
+
+# ------------------------------------------------------------------------------------ timm_args
+
+
+def test_timm_args_change_the_timm_architecture() -> None:
+    args = {"patch_size": 8, "embed_dim": 64, "depth": 2, "num_heads": 2}
+    backbone = build_vit(timm_name="vit_tiny_patch16_224", img_size=32, timm_args=args).eval()
+    assert (backbone.patch_size, backbone.embed_dim, backbone.depth, backbone.num_heads) == (8, 64, 2, 2)
+    assert backbone.config()["timm_args"] == args
+    x = images(2, 32, 24)
+    with torch.no_grad():
+        out = backbone(x)
+        reference = backbone.vit.forward_features(x)
+    assert out.grid == (4, 3)
+    torch.testing.assert_close(torch.cat([out.prefix, out.patches], dim=1), reference)
+
+
+def test_timm_args_may_not_override_what_dssl_sets() -> None:
+    with pytest.raises(ConfigError, match="timm_args may not set img_size"):
+        build_vit(timm_name="vit_tiny_patch16_224", img_size=32, timm_args={"img_size": 64})
+
+
+def test_cpu_track_alias_is_a_small_timm_vit() -> None:
+    from dssl.config import RunConfig
+    from dssl.host import get_host
+    from dssl.runner import build_backbone
+
+    config = RunConfig.model_validate({"backbone": {"name": "vit_cpu8", "options": {"img_size": 64}}})
+    backbone = build_backbone(config, get_host())
+    assert isinstance(backbone.vit, timm.models.vision_transformer.VisionTransformer)
+    assert (backbone.patch_size, backbone.embed_dim, backbone.depth, backbone.num_heads) == (8, 128, 4, 4)
+    assert sum(p.numel() for p in backbone.vit.parameters()) < 1_000_000
+    assert backbone.config()["timm_args"] == {"patch_size": 8, "embed_dim": 128, "depth": 4, "num_heads": 4}

@@ -133,3 +133,38 @@ def test_api_run_with_a_quiet_console_prints_nothing(tmp_path, capsys):
     assert [e.evaluator for e in results.evaluations] == ["linear_seg", "kmeans_seg"]
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
+
+
+def test_baselines_show_what_the_run_learned(store, tmp_path):
+    from dssl.api import build, evaluate_built, resolve
+    from rich.console import Console
+
+    sets = [*TINY, "baselines=[start, random]"]
+    console = Console(record=True, width=200)
+    first = dssl.api.run(resolve(objective="dino", backbone="vit_t16", sets=sets), console=console)
+    # From random init the start *is* the random-init baseline: evaluated once, reported as the start.
+    assert set(first.baselines) == {"start"}
+    untrained = evaluate_built(build(resolve(objective="dino", backbone="vit_t16", sets=TINY)))
+    assert [e.metrics for e in first.baselines["start"]] == [e.metrics for e in untrained]
+    assert first.init is not None and first.init.startswith("init: random")
+    table = console.export_text()
+    assert "start (random init)" in table and "Δ vs start" in table
+
+    # From a checkpoint: the start is that checkpoint, and the random-init baseline is evaluated too.
+    checkpoint = tmp_path / first.run.output_dir / "checkpoints" / "backbone.pt"
+    second = dssl.bench(objective="dino", backbone="vit_t16", init=str(checkpoint), sets=sets)
+    assert set(second.baselines) == {"start", "random"}
+    assert [e.metrics for e in second.baselines["random"]] == [e.metrics for e in first.baselines["start"]]
+    trained_first = {e.evaluator: e.metrics for e in first.evaluations}
+    assert {e.evaluator: e.metrics for e in second.baselines["start"]} == trained_first
+    written = RunResults.read(tmp_path / second.run.output_dir / "results.json")
+    assert set(written.baselines) == {"start", "random"}
+
+    # Logged beside the run's own metrics, where the leaderboard does not take them for evaluations.
+    run = next(r for r in _runs(store) if r.info.run_id == second.run.run_id)
+    assert "baseline/start/linear_seg/miou" in run.data.metrics
+    from dssl.tracking.leaderboard import collect_rows
+
+    assert all(not row.metric.startswith("baseline/") for row in collect_rows(tracking_uri=store))
+    # Baselines change what is shown, not what is trained: the configuration fingerprint ignores them.
+    assert resolve(objective="dino", sets=sets).fingerprint() == resolve(objective="dino", sets=TINY).fingerprint()

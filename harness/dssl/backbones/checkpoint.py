@@ -80,6 +80,8 @@ class InitReport:
         """One line for the run log."""
         if self.source == "random":
             return "init: random (no checkpoint)"
+        if self.source.startswith("random "):
+            return f"init: {self.source}"
         parts = [f"init from {self.source}: {self.loaded} tensors loaded"]
         if self.resized:
             parts.append(f"resized {', '.join(self.resized)}")

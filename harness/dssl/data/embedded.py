@@ -134,18 +134,38 @@ NATURAL_HUE_SPREAD = 0.04
 NATURAL_OFF_PALETTE = 0.25
 
 
-def _colour_pair(rng: np.random.Generator, typical_hue: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Two colours of a region: values at least 0.3 apart; the hue is any, or near ``typical_hue``.
+class NaturalHues:
+    """Class-typical hues (``palette="natural"``), drawn from their own stream.
+
+    The scene's stream makes the same draws under both palettes, so a scene keeps its layout, shapes,
+    textures, saturations and values and only its hues move toward each class's typical hue.
+
+    Args:
+        rng: The palette's own generator (one per image).
+    """
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+
+    def hue(self, cls: int, uniform_hue: float) -> float:
+        """The hue of a region of class ``cls``; ``uniform_hue`` (the random palette's) when off-palette."""
+        if self.rng.random() < NATURAL_OFF_PALETTE:
+            return uniform_hue
+        return float((NATURAL_HUES[cls] + self.rng.normal(0.0, NATURAL_HUE_SPREAD)) % 1.0)
+
+
+def _colour_pair(
+    rng: np.random.Generator, cls: int, palette: NaturalHues | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two colours of a region of class ``cls``: values at least 0.3 apart; any hue, or a class-typical one.
 
     The value gap keeps the texture visible whatever the hues (two saturated colours of equal
-    brightness would blur into one under greyscale or colour-jitter augmentation). Without
-    ``typical_hue`` (``palette="random"``) the first hue is uniform; with it, it is drawn around the
-    class's hue, except with probability :data:`NATURAL_OFF_PALETTE`.
+    brightness would blur into one under greyscale or colour-jitter augmentation). The first hue is
+    uniform, unless a ``palette`` moves it to the class's typical hue.
     """
-    if typical_hue is None or rng.random() < NATURAL_OFF_PALETTE:
-        h1 = rng.random()
-    else:
-        h1 = (typical_hue + rng.normal(0.0, NATURAL_HUE_SPREAD)) % 1.0
+    h1 = rng.random()
+    if palette is not None:
+        h1 = palette.hue(cls, h1)
     s1, v1 = rng.uniform(0.25, 1.0), rng.uniform(0.3, 1.0)
     h2 = (h1 + rng.uniform(0.2, 0.8)) % 1.0 if rng.random() < 0.5 else h1
     s2 = rng.uniform(0.1, 1.0)
@@ -324,7 +344,7 @@ def _pixel_centres(size: int) -> np.ndarray:
 
 
 def _paint_background(
-    rng: np.random.Generator, size: int, image: np.ndarray, mask: np.ndarray, hues: tuple[float, ...] | None
+    rng: np.random.Generator, size: int, image: np.ndarray, mask: np.ndarray, palette: NaturalHues | None
 ) -> None:
     """Fill the whole image with one stuff region, or two split by a wavy horizon or a blob."""
     centres = _pixel_centres(size)
@@ -350,7 +370,7 @@ def _paint_background(
         regions.append((second, region))
     for cls, region in regions:
         t = _STUFF_TEXTURES[cls](rng, ys, xs, size)
-        c1, c2 = _colour_pair(rng, None if hues is None else hues[cls])
+        c1, c2 = _colour_pair(rng, cls, palette)
         colour = c1 + t[..., None] * (c2 - c1)
         if region is None:
             image[...] = colour
@@ -360,27 +380,36 @@ def _paint_background(
             np.copyto(mask, cls, where=region)
 
 
-def _render_scene(rng: np.random.Generator, size: int, hues: tuple[float, ...] | None = None) -> EmbeddedScene:
+def _render_scene(
+    rng: np.random.Generator, size: int, palette: NaturalHues | None = None, *, object_centric: bool = False
+) -> EmbeddedScene:
     """Render one scene from ``rng``; every random draw comes from it, in a fixed order.
 
-    ``hues``: the typical hue of each class (``palette="natural"``), or ``None`` for any hue.
+    ``palette``: class-typical hues (``palette="natural"``), or ``None`` for any hue. ``object_centric``: 1–3
+    large instances of one thing class (an ImageNet-like image) instead of 2–5 objects of any classes.
     """
     image = np.empty((size, size, 3), dtype=np.float32)
     mask = np.empty((size, size), dtype=np.int64)
     instances = np.full((size, size), -1, dtype=np.int16)
-    _paint_background(rng, size, image, mask, hues)
+    _paint_background(rng, size, image, mask, palette)
 
     centres = _pixel_centres(size)
     scale = size / _REF_SIZE
-    n_objects = int(rng.integers(2, 6))
-    classes = rng.integers(0, len(_THINGS), n_objects)
+    if object_centric:
+        n_objects = int(rng.integers(1, 4))
+        classes = np.full(n_objects, rng.integers(0, len(_THINGS)))
+        radius_range, centre_range = (0.3, 0.7), (0.25, 0.75)
+    else:
+        n_objects = int(rng.integers(2, 6))
+        classes = rng.integers(0, len(_THINGS), n_objects)
+        radius_range, centre_range = (0.15, 0.5), (0.1, 0.9)
     drawn: list[int] = []
     for i, k in enumerate(classes):
-        radius = rng.uniform(0.15, 0.5) * size / 2
-        cy, cx = rng.uniform(0.1, 0.9, 2) * size
+        radius = rng.uniform(*radius_range) * size / 2
+        cy, cx = rng.uniform(*centre_range, 2) * size
         theta = rng.uniform(0.0, _TWO_PI)
         period = max(3.0, rng.uniform(5.0, 8.0) * scale)
-        c1, c2 = _colour_pair(rng, None if hues is None else hues[THING_CLASSES[k]])
+        c1, c2 = _colour_pair(rng, THING_CLASSES[k], palette)
         shape_fn, texture_fn = _THINGS[k]
 
         # Work in the bounding box of the object's unit disc only: objects are small.
@@ -458,6 +487,7 @@ class EmbeddedDataset(Dataset[dict[str, torch.Tensor]]):
         num_images: int | None = None,
         seed: int = 0,
         palette: Literal["random", "natural"] = "random",
+        object_centric: bool = False,
     ) -> None:
         if split not in _SPLIT_KEYS:
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
@@ -476,6 +506,7 @@ class EmbeddedDataset(Dataset[dict[str, torch.Tensor]]):
         if palette not in ("random", "natural"):
             raise ValueError(f"palette must be 'random' or 'natural', got {palette!r}")
         self.palette = palette
+        self.object_centric = object_centric
 
     def __len__(self) -> int:
         return self.num_images
@@ -494,15 +525,17 @@ class EmbeddedDataset(Dataset[dict[str, torch.Tensor]]):
             raise IndexError(f"index out of range for {self.num_images} images")
         return index
 
-    def rng(self, index: int) -> np.random.Generator:
-        """The generator that image ``index`` is rendered from (fresh on every call)."""
+    def rng(self, index: int, *, stream: int = 0) -> np.random.Generator:
+        """The generator that image ``index`` is rendered from (fresh on every call); ``stream`` 1 is the
+        natural palette's own."""
         index = self._check_index(index)
-        entropy = [_SALT, self.seed, _SPLIT_KEYS[self.split], index]
+        entropy = [_SALT, self.seed, _SPLIT_KEYS[self.split], index] + ([stream] if stream else [])
         return np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))
 
     def scene(self, index: int) -> EmbeddedScene:
         """Render image ``index`` with its instance bookkeeping (for tests, debugging and plots)."""
-        return _render_scene(self.rng(index), self.size, NATURAL_HUES if self.palette == "natural" else None)
+        palette = NaturalHues(self.rng(index, stream=1)) if self.palette == "natural" else None
+        return _render_scene(self.rng(index), self.size, palette, object_centric=self.object_centric)
 
     def render(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Render image ``index`` in numpy.
@@ -556,4 +589,11 @@ def build_embedded_natural(
 ) -> EmbeddedDataset:
     """Factory of ``embedded_natural``: the same scenes with class-typical colours (``palette="natural"``)."""
     num_images = options.num_train if split == "train" else options.num_val
-    return EmbeddedDataset(split, size=options.size, num_images=num_images, seed=options.seed, palette="natural")
+    return EmbeddedDataset(
+        split,
+        size=options.size,
+        num_images=num_images,
+        seed=options.seed,
+        palette="natural",
+        object_centric=options.object_centric,
+    )

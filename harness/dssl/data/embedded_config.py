@@ -34,3 +34,4 @@ class EmbeddedOptions(BaseModel):
         ge=0,
         description="Dataset seed; image i of a split depends only on (seed, split, i, size).",
     )
+    object_centric: bool = Field(False, description="EXPERIMENT")

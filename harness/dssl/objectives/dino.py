@@ -147,6 +147,17 @@ class DINOObjective(Objective):
         """The teacher backbone (DINO evaluates the teacher)."""
         return self.teacher["backbone"]
 
+    def full_checkpoint(self) -> dict[str, Any]:
+        """The teacher (backbone and head) and the centre in facebookresearch/dino's checkpoint layout.
+
+        ``--init`` reads such a file whole: the backbone from ``teacher``'s ``backbone.*``, and
+        :meth:`load_init_extras` the head and centre, so a run continues DINO where this one stopped
+        (the student starts as the teacher, as DINO's own student and teacher do at step 0).
+        """
+        teacher = {f"backbone.{k}": v.detach().cpu().clone() for k, v in self.teacher["backbone"].state_dict().items()}
+        teacher |= {f"head.{k}": v.detach().cpu().clone() for k, v in self.teacher["head"].state_dict().items()}
+        return {"teacher": teacher, "dino_loss": {"center": self.loss_fn.center.center.detach().cpu().clone()}}
+
     def load_init_extras(self, path: str) -> str | None:
         """Continue from a full DINO checkpoint: load its projection head (and centre) too.
 
