@@ -75,16 +75,17 @@ class PreemptedError(DsslError):
     Attributes:
         signal_name: The signal that asked the run to stop, e.g. ``"SIGTERM"``.
         step: Training steps the checkpoint holds (``None`` when no checkpoint was written).
-        resume_hint: The command that continues the run, once known.
+        resume_target: What ``dssl bench --resume`` takes to continue the run (its MLflow run id, or its folder
+            when it was not tracked), once known.
     """
 
     exit_code = REQUEUE_EXIT_CODE
     label = "preempted"
 
-    def __init__(self, signal_name: str, *, step: int | None = None, resume_hint: str | None = None) -> None:
+    def __init__(self, signal_name: str, *, step: int | None = None, resume_target: str | None = None) -> None:
         self.signal_name = signal_name
         self.step = step
-        self.resume_hint = resume_hint
+        self.resume_target = resume_target
         super().__init__(signal_name)
 
     @property
@@ -94,8 +95,8 @@ class PreemptedError(DsslError):
 
     def __str__(self) -> str:
         text = f"stopped by {self.where}"
-        if self.resume_hint:
-            text += f"; continue with: {self.resume_hint}"
+        if self.resume_target:
+            text += f"; checkpoint written, continue with: dssl bench --resume {self.resume_target}"
         return text
 
     def __reduce__(self) -> tuple[type[PreemptedError], tuple[str], dict[str, object]]:

@@ -408,7 +408,7 @@ def _execute(
         status = "KILLED"
         if exc.step is None and (run_dir / "checkpoints" / "last.pt").is_file():
             exc.step = config.optim.steps  # preempted during evaluation: the checkpoint holds every step
-        exc.resume_hint = f"dssl bench --resume {info.run_id or run_dir}"
+        exc.resume_target = info.run_id or str(run_dir)
         raise
     except DsslError:
         raise

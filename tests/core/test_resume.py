@@ -1,4 +1,7 @@
-"""Crash-safe resume: ``dssl bench --resume`` continues an interrupted run exactly, in the same MLflow run."""
+"""Crash-safe resume: ``dssl bench --resume`` continues an interrupted run exactly, in the same MLflow run.
+
+Interruptions: ``kill -9``, a crash, a preemption signal (the run checkpoints and exits 75), Ctrl-C.
+"""
 
 from __future__ import annotations
 
@@ -194,6 +197,89 @@ def test_failed_run_resumes_from_its_folder_ignoring_a_torn_temporary_checkpoint
     after = only_run(tmp_path)
     assert after.info.run_id == run.info.run_id and after.info.status == "FINISHED"
     assert "dssl.error" not in after.data.tags and after.data.tags["dssl.resumed_from_step"] == "4"
+
+
+SLOW_CHILD = """
+import sys, time
+from pathlib import Path
+from dssl.objectives.dino import DINOObjective
+original = DINOObjective.after_step
+def after_step(self, *, step):
+    original(self, step=step)
+    if step == 2:  # the third step: tell the test, then give its signal time to arrive within the step
+        Path({marker!r}).touch()
+        time.sleep(3.0)
+DINOObjective.after_step = after_step
+from dssl.cli.main import cli
+cli(["bench", "--config", {config!r}])
+"""
+
+
+def interrupt_in_third_step(tmp_path: Path, signum: int) -> tuple[int, str]:
+    """Run ``dssl bench`` in a child process, send it ``signum`` during its third step; exit code and stderr."""
+    config, marker = write_config(tmp_path), tmp_path / "in-step-3"
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "OMP_NUM_THREADS": "1"}
+    child = subprocess.Popen(
+        [sys.executable, "-c", SLOW_CHILD.format(marker=str(marker), config=str(config))],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            assert child.poll() is None, f"the run ended before its third step: {child.stderr.read()}"  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the run did not reach its third step"
+            time.sleep(0.02)
+        child.send_signal(signum)
+        _, stderr = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    return child.returncode, stderr
+
+
+def test_sigterm_checkpoints_the_current_step_exits_75_and_resumes_to_the_same_numbers(tmp_path, reference):
+    code, stderr = interrupt_in_third_step(tmp_path, signal.SIGTERM)
+
+    assert code == 75, stderr  # the requeue status
+    run = only_run(tmp_path)
+    assert run.info.status == "KILLED" and "dssl.error" not in run.data.tags
+    assert run.data.tags["dssl.preempted"] == "SIGTERM at step 3"
+    (last,) = (tmp_path / "runs").glob("*/*/checkpoints/last.pt")
+    assert torch.load(last, weights_only=True)["step"] == 3  # the step it was in, not the last periodic one (2)
+    assert (
+        f"preempted: stopped by SIGTERM at step 3; checkpoint written, continue with: dssl bench --resume "
+        f"{run.info.run_id}" in stderr
+    )
+
+    outcome = invoke("bench", "--resume", run.info.run_id, "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db")
+    assert outcome.exit_code == 0, outcome.output
+    resumed = RunResults.read(last.parent.parent / "results.json")
+    assert numbers(resumed) == pytest.approx(reference, abs=1e-6, rel=0)
+    after = only_run(tmp_path)
+    assert after.info.status == "FINISHED" and after.data.tags["dssl.resumed_from_step"] == "3"
+    history = client(tmp_path).get_metric_history(run.info.run_id, "train/loss")
+    assert sorted(m.step for m in history) == list(range(1, STEPS + 1))  # no step lost, none logged twice
+
+
+def test_ctrl_c_still_ends_the_run_killed_with_exit_130(tmp_path):
+    code, stderr = interrupt_in_third_step(tmp_path, signal.SIGINT)
+
+    assert code == 130, stderr
+    run = only_run(tmp_path)
+    assert run.info.status == "KILLED" and "dssl.preempted" not in run.data.tags
+
+
+def test_preemption_signals_are_validated(tmp_path):
+    config = str(write_config(tmp_path))
+    outcome = invoke("bench", "--config", config, "--set", "preempt_signals=[SIGKILL]", "--dry-run")
+    assert outcome.exit_code == 2
+    assert "preempt_signals: unknown signal 'SIGKILL'; accepted: SIGTERM, SIGUSR1, SIGUSR2, SIGHUP" in outcome.output
+    dry = invoke("bench", "--config", config, "--set", "preempt_signals=[usr2]", "--dry-run")
+    assert yaml.safe_load(dry.output)["preempt_signals"] == ["SIGUSR2"]
 
 
 # -- clear errors ------------------------------------------------------------------------------------------------
