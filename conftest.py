@@ -108,9 +108,9 @@ class MlflowServer:
         self.process = None
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def mlflow_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., MlflowServer]]:
-    """Factory of started :class:`MlflowServer` objects; every one is stopped at the end of the test."""
+    """Factory of started :class:`MlflowServer` objects; every one is stopped at the end of the test module."""
     started: list[MlflowServer] = []
 
     def start(*, admin_password: str | None = None) -> MlflowServer:

@@ -58,18 +58,31 @@ class RecordSpool:
         """Add a record at the end and make it durable before returning."""
         self.folder.mkdir(parents=True, exist_ok=True)
         line = json.dumps(dict(record), separators=(",", ":")) + "\n"
-        with open(self._queue, "a", encoding="utf-8") as handle:
-            handle.write(line)
+        with open(self._queue, "ab") as handle:
+            if handle.tell() and not self._ends_with_newline():
+                line = "\n" + line  # a crash tore the last append: start afresh rather than glue onto it
+            handle.write(line.encode())
             handle.flush()
             os.fsync(handle.fileno())
+
+    def _ends_with_newline(self) -> bool:
+        with open(self._queue, "rb") as handle:
+            handle.seek(-1, os.SEEK_END)
+            return handle.read(1) == b"\n"
 
     def records(self) -> list[Record]:
         """Every whole record, oldest first (a line torn by a crash mid-append is not a record)."""
         if not self._queue.is_file():
             return []
-        text = self._queue.read_text(encoding="utf-8")
-        complete = text[: text.rfind("\n") + 1]
-        return [json.loads(line) for line in complete.splitlines() if line.strip()]
+        text = self._queue.read_text(encoding="utf-8", errors="replace")
+        complete = text[: text.rfind("\n") + 1]  # the last line may be an append still in progress
+        found = []
+        for line in complete.splitlines():
+            try:
+                found.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # torn by a crash; what it held was never acknowledged to the caller
+        return found
 
     def sent(self) -> int:
         """How many leading records have been uploaded."""
