@@ -5,6 +5,8 @@ Interruptions: ``kill -9``, a crash, a preemption signal (the run checkpoints an
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import signal
 import subprocess
@@ -280,6 +282,66 @@ def test_preemption_signals_are_validated(tmp_path):
     assert "preempt_signals: unknown signal 'SIGKILL'; accepted: SIGTERM, SIGUSR1, SIGUSR2, SIGHUP" in outcome.output
     dry = invoke("bench", "--config", config, "--set", "preempt_signals=[usr2]", "--dry-run")
     assert yaml.safe_load(dry.output)["preempt_signals"] == ["SIGUSR2"]
+
+
+# -- disk faults ---------------------------------------------------------------------------------------------------
+
+
+def test_a_full_disk_fails_the_run_naming_the_checkpoint_and_keeps_the_previous_one(tmp_path, reference, monkeypatch):
+    resource = pytest.importorskip("resource")
+    from dssl.engine import checkpoint_io
+    from dssl.objectives.dino import DINOObjective
+    from rich.console import Console
+
+    monkeypatch.setattr(checkpoint_io, "RETRY_WAITS_S", (0.0,))
+    original, limits = DINOObjective.after_step, resource.getrlimit(resource.RLIMIT_FSIZE)
+
+    def after_step(self, *, step):
+        original(self, step=step)
+        if step == 2:  # the checkpoint of step 2 exists: the disk "fills up" before the one of step 4
+            (last,) = (tmp_path / "runs").glob("*/*/checkpoints/last.pt")
+            resource.setrlimit(resource.RLIMIT_FSIZE, (last.stat().st_size // 2, limits[1]))
+
+    monkeypatch.setattr(DINOObjective, "after_step", after_step)
+    output = io.StringIO()
+    try:
+        with pytest.raises(RunFailedError) as failure:
+            api.run(api.resolve(write_config(tmp_path)), console=Console(file=output, width=300))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+    monkeypatch.setattr(DINOObjective, "after_step", original)  # the resumed run below must not fill the disk
+
+    (last,) = (tmp_path / "runs").glob("*/*/checkpoints/last.pt")
+    message = str(failure.value)
+    assert f"cannot write the checkpoint {last} ([Errno 27] File too large; 2 attempts)" in message
+    assert f"the previous checkpoint {last} is intact" in message and "dssl bench --resume" in message
+    assert f"writing the checkpoint {last} failed ([Errno 27] File too large)" in output.getvalue()  # the retry
+    assert torch.load(last, weights_only=True)["step"] == 2
+    assert [p.name for p in last.parent.iterdir()] == ["last.pt"]  # no torn temporary file left behind
+    run = only_run(tmp_path)
+    assert run.info.status == "FAILED" and str(last) in run.data.tags["dssl.error"]
+
+    outcome = invoke("bench", "--resume", run.info.run_id, "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db")
+    assert outcome.exit_code == 0, outcome.output  # the MLflow run is not lost: it resumes from step 2
+    assert numbers(RunResults.read(last.parent.parent / "results.json")) == pytest.approx(reference, abs=1e-6, rel=0)
+
+
+def test_a_checkpoint_write_that_fails_once_is_retried_and_the_run_finishes(tmp_path, monkeypatch):
+    from dssl.engine import checkpoint_io
+
+    monkeypatch.setattr(checkpoint_io, "RETRY_WAITS_S", (0.0, 0.0))
+    real_save, failures = torch.save, []
+
+    def save_once_failing(obj, handle, *args, **kwargs):
+        if not failures:
+            failures.append(handle)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_save(obj, handle, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_once_failing)
+    results = api.run(api.resolve(write_config(tmp_path)))
+    assert failures and only_run(tmp_path).info.status == "FINISHED"
+    assert torch.load(results.checkpoint, weights_only=True)["step"] == STEPS
 
 
 # -- clear errors ------------------------------------------------------------------------------------------------
