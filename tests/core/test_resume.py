@@ -26,37 +26,18 @@ from dssl.engine.loader import EndlessSampler
 from dssl.errors import RunFailedError
 from dssl.results import RunResults
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+from tests.tiny_run import STEPS, tiny_run_config, write_tiny_run
 
-STEPS = 6
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
 def tiny_config(tmp_path: Path, **changes: Any) -> dict[str, Any]:
-    """6 steps of 2 images at 32 px, checkpoints every 2 steps, k-means on 16/8 images."""
-    config: dict[str, Any] = {
-        "device": "cpu",
-        "preset": "cpu",
-        "seed": 3,
-        "objective": {"name": "dino", "options": {"out_dim": 64, "hidden_dim": 32, "bottleneck_dim": 16}},
-        "backbone": {"name": "vit_t16"},
-        "dataset": {"name": "embedded", "options": {"size": 32, "num_train": 5, "num_val": 4}},
-        "eval_dataset": {"name": "embedded", "options": {"size": 32, "num_train": 16, "num_val": 8}},
-        "augmentation": {"options": {"global_size": 32, "local_size": 16, "n_local": 2}},
-        "evaluators": ["kmeans_seg"],
-        "evaluator_options": {"kmeans_seg": {"seeds": [0], "n_init": 1}},
-        "optim": {"steps": STEPS, "batch_size": 2, "warmup_steps": 1},
-        "log_every": 1,
-        "checkpoint_every": 2,
-        "output_dir": str(tmp_path / "runs"),
-        "tracking": {"uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "resume"},
-    }
-    return api.resolve(config | changes).to_dict()
+    """The tiny run (6 steps, checkpoints every 2) in the experiment ``resume``."""
+    return tiny_run_config(tmp_path, experiment="resume", **changes)
 
 
 def write_config(tmp_path: Path, **changes: Any) -> Path:
-    path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(tiny_config(tmp_path, **changes), sort_keys=False))
-    return path
+    return write_tiny_run(tmp_path, experiment="resume", **changes)
 
 
 def client(tmp_path: Path) -> Any:

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from dssl.cli.main import cli
-from tiny_run import write_tiny_config
+
+from tests.tiny_run import write_tiny_run
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -33,7 +34,7 @@ def test_basic_auth_server_logs_the_team_refuses_a_wrong_password_and_never_sees
 ) -> None:
     password = f"dssl-{secrets.token_hex(12)}"
     server = mlflow_servers(admin_password=password)
-    config = write_tiny_config(tmp_path, server.url)
+    config = write_tiny_run(tmp_path, checkpoint_every=0, tracking={"uri": server.url, "experiment": "team"})
     monkeypatch.chdir(tmp_path)
 
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")

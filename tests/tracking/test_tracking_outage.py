@@ -18,7 +18,8 @@ from dssl.results import RunResults
 from dssl.tracking import mlflow_tracker
 from dssl.tracking.mlflow_tracker import MlflowTracker, is_outage
 from dssl.tracking.spool import QUEUE_DIR, RecordSpool
-from tiny_run import STEPS, write_tiny_config
+
+from tests.tiny_run import STEPS, write_tiny_run
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -171,7 +172,8 @@ cli(["bench", "--config", {config!r}])
 
 
 def _config(tmp_path: Path, uri: str, *, flush_timeout_s: float) -> Path:
-    return write_tiny_config(tmp_path, uri, experiment="outage", retry_every_s=0.2, flush_timeout_s=flush_timeout_s)
+    tracking = {"uri": uri, "experiment": "outage", "retry_every_s": 0.2, "flush_timeout_s": flush_timeout_s}
+    return write_tiny_run(tmp_path, checkpoint_every=0, tracking=tracking)
 
 
 class PausingRun:
