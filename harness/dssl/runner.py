@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -38,6 +38,9 @@ from dssl.results import EvaluationResult, RunInfo, RunResults
 from dssl.tracking.leaderboard import METHOD_TAG
 from dssl.tracking.mlflow_tracker import OUTPUT_DIR_TAG
 from dssl.tracking.spool import QUEUE_DIR
+
+if TYPE_CHECKING:
+    from dssl.engine.preemption import PreemptionGuard
 
 #: Written into a run's folder by its training loader: the training images it could not decode and skipped.
 BAD_IMAGES_FILE = "bad_images.txt"
@@ -321,9 +324,10 @@ def resume_bench(target: str, *, host: PluginHost, tracking_uri: str | None = No
     if tracking_uri is not None:
         from dssl.tracking.mlflow_tracker import check_tracking_access
 
-        check_tracking_access(tracking_uri)  # before looking the run up there
+        check_tracking_access(tracking_uri)  # before the run is looked up there
     point = find_resume_point(target, host=host, tracking_uri=tracking_uri)
-    _check_tracking(point.config)
+    if tracking_uri is None:
+        _check_tracking(point.config)
     with PreemptionGuard(point.config.preempt_signals) as guard:
         built = build_run(point.config, host)
         tracker = _tracker(point.config, resume_run_id=point.run_id)
@@ -338,7 +342,7 @@ def _execute(
     *,
     console: Any,
     resume: ResumePoint | None,
-    guard: Any,
+    guard: PreemptionGuard,
 ) -> RunResults:
     from rich.console import Console
 
@@ -378,8 +382,11 @@ def _execute(
             checkpoint_state = resume.checkpoint if resume is not None else None
             try:
                 trainer, summary = _train(built, tracker, host, info, run_dir, console, checkpoint_state, guard)
-            finally:
-                _report_bad_images(tracker, run_dir, console)
+            except BaseException:
+                with contextlib.suppress(Exception):  # the training error is the story; this must not replace it
+                    _report_bad_images(tracker, run_dir, console)
+                raise
+            _report_bad_images(tracker, run_dir, console)
             if not trainer.dist.is_main:  # data parallel: rank 0 checkpoints, evaluates and reports
                 status = "FINISHED"
                 results = RunResults(run=info, config=config.to_dict())
@@ -583,7 +590,7 @@ def _train(
     run_dir: Path,
     console: Any,
     checkpoint: Mapping[str, Any] | None = None,
-    guard: Any = None,
+    guard: PreemptionGuard | None = None,
 ) -> Any:
     from dssl.engine.progress import TrainingProgress
 

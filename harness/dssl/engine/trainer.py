@@ -93,7 +93,8 @@ class Trainer:
         precision: ``auto`` | ``fp32`` | ``bf16`` | ``fp16``.
         log_every: Steps between metric logs (and non-finite checks on CUDA).
         on_metrics: Called with ``(metrics, step)`` every ``log_every`` steps and at the end.
-        on_checkpoint: Called with the 1-based step every ``checkpoint_every`` steps.
+        on_checkpoint: Called with the 1-based step every ``checkpoint_every`` steps, and after the step at which
+            ``stop_requested`` asks training to stop.
         checkpoint_every: 0 disables periodic checkpoints.
         compile: ``torch.compile`` the objective's forward.
         profiler: Optional :class:`~dssl.engine.profiling.StepProfiler`: each step's phases (data, forward,

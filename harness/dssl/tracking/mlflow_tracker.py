@@ -580,14 +580,13 @@ class MlflowTracker:
 
     def _submit(self, record: Record) -> None:
         """Send one record now, or queue it while the server is unreachable (see :meth:`attach_queue`)."""
-        client = self._require_client()
         if self._spool is None:
-            apply_record(client, self.run_id, record)
+            self._apply(record)
             return
         with self._lock:
             if not self._degraded:
                 try:
-                    apply_record(client, self.run_id, record)
+                    self._apply(record)
                     return
                 except Exception as exc:
                     if not is_outage(exc):
