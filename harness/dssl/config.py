@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from dssl.errors import ConfigError
 from dssl.validation import describe_validation_error
@@ -57,6 +57,13 @@ class AugmentationConfig(_Section):
 class DatasetConfig(_Section):
     name: str = Field("embedded", description="A registered dataset.")
     options: dict[str, Any] = Field(default_factory=dict)
+    bad_images: Literal["skip", "error"] | None = Field(
+        None,
+        description="An image file that cannot be decoded (empty, truncated, not an image): 'skip' replaces it by "
+        "the next readable image and reports the files (tag dssl.bad_images, artifact bad_images.txt); 'error' "
+        "stops the run naming the file. Default: skip for the training set, error for evaluation, which never "
+        "replaces an image.",
+    )
 
 
 class OptimConfig(_Section):
@@ -81,6 +88,27 @@ class TrackingConfig(_Section):
     uri: str | None = Field(None, description="MLflow tracking URI; default $MLFLOW_TRACKING_URI or ./mlflow.db.")
     experiment: str = Field("dssl", min_length=1)
     run_name: str | None = None
+    retry_every_s: float = Field(
+        30.0,
+        gt=0,
+        description="While the tracking server is unreachable, seconds between attempts to upload the records "
+        "queued in the run folder (each attempt also makes MLflow's own HTTP retries).",
+    )
+    flush_timeout_s: float = Field(
+        120.0,
+        ge=0,
+        description="How long the end of a run waits for an unreachable tracking server before it leaves the "
+        "queued records for `dssl sync RUN_FOLDER`.",
+    )
+
+    @field_validator("uri")
+    @classmethod
+    def _no_credentials_in_uri(cls, uri: str | None) -> str | None:
+        if uri is not None:
+            from dssl.tracking.credentials import check_uri_has_no_credentials
+
+            check_uri_has_no_credentials(uri, key="tracking.uri")
+        return uri
 
 
 class RunConfig(_Section):
@@ -113,6 +141,21 @@ class RunConfig(_Section):
         None, description="Folder holding the real datasets (default $DSSL_DATA_ROOT); the embedded one needs none."
     )
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    preempt_signals: list[str] = Field(
+        default_factory=lambda: ["SIGTERM", "SIGUSR1"],
+        description="Signals that preempt the run: it finishes the current step, writes its checkpoint, marks the "
+        "MLflow run KILLED (tag dssl.preempted) and exits with status 75 (requeue). Empty: none.",
+    )
+
+    @field_validator("preempt_signals")
+    @classmethod
+    def _known_signals(cls, names: list[str]) -> list[str]:
+        from dssl.engine.preemption import parse_signals
+
+        try:
+            return parse_signals(names)
+        except ConfigError as exc:
+            raise ValueError(str(exc).removeprefix("preempt_signals: ")) from None
 
     @model_validator(mode="after")
     def _evaluator_options_are_for_selected(self) -> RunConfig:
@@ -121,14 +164,28 @@ class RunConfig(_Section):
             raise ValueError(f"evaluator_options given for evaluators not selected: {', '.join(stray)}")
         return self
 
+    @model_validator(mode="after")
+    def _evaluation_never_skips_images(self) -> RunConfig:
+        if self.eval_dataset is not None and self.eval_dataset.bad_images == "skip":
+            raise ValueError(
+                "eval_dataset.bad_images: evaluation never replaces an image (that would change the protocol's "
+                "set); accepted: error (the default) — fix or remove the file instead"
+            )
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
     def fingerprint(self) -> str:
         """Hash of what changes the numbers (not where they are logged): identifies a grid cell."""
         data = self.to_dict()
-        for volatile in ("tracking", "output_dir", "log_every", "data_root", "baselines"):
+        for volatile in ("tracking", "output_dir", "log_every", "data_root", "baselines", "preempt_signals"):
             data.pop(volatile, None)
+        # The bad-image policy never changes the numbers of a run that finishes ("error" stops at the first
+        # unreadable image), and leaving it out keeps the fingerprints of earlier runs.
+        for section in ("dataset", "eval_dataset"):
+            if isinstance(data.get(section), dict):
+                data[section].pop("bad_images", None)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -1,9 +1,20 @@
 """One benchmark run: build the components, train, checkpoint, evaluate frozen features, report, log.
 
 Every component is built *before* the MLflow run starts, so that bad input (an unknown backbone, a
-corrupt checkpoint, an image size the patch size does not divide) exits with code 2 and leaves no
-FAILED run behind. Once the run starts, any exception ends it FAILED (Ctrl-C: KILLED) with what was
-logged so far kept.
+corrupt checkpoint, an image size the patch size does not divide, a tracking server that refuses the
+credentials) exits with code 2 and leaves no FAILED run behind. Once the run starts, any exception ends
+it FAILED (Ctrl-C: KILLED) with what was logged so far kept.
+
+Long runs also survive the real world:
+
+* a preemption signal (``preempt_signals``, default SIGTERM and SIGUSR1) lets the current training step
+  finish, writes ``checkpoints/last.pt``, marks the MLflow run KILLED with the tag ``dssl.preempted`` and
+  exits with status 75 (:data:`~dssl.errors.REQUEUE_EXIT_CODE`); ``dssl bench --resume`` continues it;
+* a tracking server that stops answering degrades tracking to a queue in the run folder (see
+  :meth:`~dssl.tracking.mlflow_tracker.MlflowTracker.attach_queue`) instead of failing the run;
+* a checkpoint write that fails (full disk, permissions) is retried and otherwise fails the run naming the
+  path, with the previous checkpoint intact (:mod:`dssl.engine.checkpoint_io`);
+* an unreadable training image is replaced and reported, or stops the run (``dataset.bad_images``).
 """
 
 from __future__ import annotations
@@ -15,18 +26,28 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from dssl import __version__
 from dssl.config import RunConfig, resolve_backbone_entry
-from dssl.errors import ConfigError, DsslError, RunFailedError
+from dssl.errors import ConfigError, DsslError, PreemptedError, RunFailedError
 from dssl.host import PluginHost
 from dssl.results import EvaluationResult, RunInfo, RunResults
 from dssl.tracking.leaderboard import METHOD_TAG
 from dssl.tracking.mlflow_tracker import OUTPUT_DIR_TAG
+from dssl.tracking.spool import QUEUE_DIR
+
+if TYPE_CHECKING:
+    from dssl.engine.preemption import PreemptionGuard
+
+#: Written into a run's folder by its training loader: the training images it could not decode and skipped.
+BAD_IMAGES_FILE = "bad_images.txt"
+#: Tags of a run that skipped unreadable training images: how many files, and the first few names.
+BAD_IMAGES_TAG = "dssl.bad_images"
+BAD_IMAGES_FIRST_TAG = "dssl.bad_images.first"
 
 
 @dataclass
@@ -231,7 +252,7 @@ class _NoTracker:
         return RunInfo()
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("log_") or name == "set_tags":
+        if name.startswith("log_") or name in ("set_tags", "attach_queue"):
             return lambda *args, **kwargs: None
         raise AttributeError(name)
 
@@ -270,13 +291,30 @@ def run_params(config: RunConfig) -> dict[str, Any]:
 
 
 def run_bench(config: RunConfig, *, host: PluginHost, console: Any = None) -> RunResults:
-    """Build, train, evaluate and log one run; returns its results (also written as results.json)."""
-    from dssl.engine.distributed import context
+    """Build, train, evaluate and log one run; returns its results (also written as results.json).
 
-    built = build_run(config, host)
-    run_dir = Path(config.output_dir) / time.strftime("%Y%m%d-%H%M%S") / f"{config.objective.name}-s{config.seed}"
-    tracker = _tracker(config) if context().is_main else _NoTracker()  # data parallel: rank 0 logs
-    return _execute(built, tracker, host, run_dir, console=console, resume=None)
+    Raises:
+        ConfigError: Bad input, or a tracking server that refuses the credentials (before anything is built).
+        PreemptedError: A preemption signal stopped the run after its checkpoint was written.
+        RunFailedError: The run started and failed.
+    """
+    from dssl.engine.distributed import context
+    from dssl.engine.preemption import PreemptionGuard
+
+    _check_tracking(config)
+    with PreemptionGuard(config.preempt_signals) as guard:
+        built = build_run(config, host)
+        run_dir = Path(config.output_dir) / time.strftime("%Y%m%d-%H%M%S") / f"{config.objective.name}-s{config.seed}"
+        tracker = _tracker(config) if context().is_main else _NoTracker()  # data parallel: rank 0 logs
+        return _execute(built, tracker, host, run_dir, console=console, resume=None, guard=guard)
+
+
+def _check_tracking(config: RunConfig) -> None:
+    """Fail before anything is built when the tracking server refuses this process's credentials."""
+    if config.tracking.enabled:
+        from dssl.tracking.mlflow_tracker import check_tracking_access
+
+        check_tracking_access(config.tracking.uri)
 
 
 @dataclass
@@ -309,10 +347,19 @@ def resume_bench(target: str, *, host: PluginHost, tracking_uri: str | None = No
     Raises:
         UsageError: Unknown run, finished run, run without checkpoint, unreadable checkpoint.
     """
+    from dssl.engine.preemption import PreemptionGuard
+
+    if tracking_uri is not None:
+        from dssl.tracking.mlflow_tracker import check_tracking_access
+
+        check_tracking_access(tracking_uri)  # before the run is looked up there
     point = find_resume_point(target, host=host, tracking_uri=tracking_uri)
-    built = build_run(point.config, host)
-    tracker = _tracker(point.config, resume_run_id=point.run_id)
-    return _execute(built, tracker, host, point.run_dir, console=console, resume=point)
+    if tracking_uri is None:
+        _check_tracking(point.config)
+    with PreemptionGuard(point.config.preempt_signals) as guard:
+        built = build_run(point.config, host)
+        tracker = _tracker(point.config, resume_run_id=point.run_id)
+        return _execute(built, tracker, host, point.run_dir, console=console, resume=point, guard=guard)
 
 
 def _execute(
@@ -323,6 +370,7 @@ def _execute(
     *,
     console: Any,
     resume: ResumePoint | None,
+    guard: PreemptionGuard,
 ) -> RunResults:
     from rich.console import Console
 
@@ -332,6 +380,13 @@ def _execute(
     status = "FAILED"
     results: RunResults | None = None
     info = RunInfo()
+    queue = {
+        "notify": _notifier(console),
+        "retry_every_s": config.tracking.retry_every_s,
+        "flush_timeout_s": config.tracking.flush_timeout_s,
+    }
+    if resume is not None:
+        tracker.attach_queue(run_dir / QUEUE_DIR, **queue)  # replays what an earlier process left queued first
     try:
         with tracker:
             info = tracker.info.model_copy(update={"output_dir": str(run_dir)})
@@ -340,6 +395,7 @@ def _execute(
                 info.output_dir = str(run_dir)
             run_dir.mkdir(parents=True, exist_ok=True)
             if resume is None:
+                tracker.attach_queue(run_dir / QUEUE_DIR, **queue)
                 _start_logging(tracker, built, run_dir)
                 (run_dir / RUN_INFO_FILE).write_text(info.model_dump_json(indent=2) + "\n")
                 verb = "dssl bench"
@@ -352,14 +408,21 @@ def _execute(
                 f"{config.dataset.name}, {built.device}, {config.optim.steps} steps — {built.init_report}"
             )
             checkpoint_state = resume.checkpoint if resume is not None else None
-            trainer, summary = _train(built, tracker, host, info, run_dir, console, checkpoint_state)
+            try:
+                trainer, summary = _train(built, tracker, host, info, run_dir, console, checkpoint_state, guard)
+            except BaseException:
+                with contextlib.suppress(Exception):  # the training error is the story; this must not replace it
+                    _report_bad_images(tracker, run_dir, console)
+                raise
+            _report_bad_images(tracker, run_dir, console)
             if not trainer.dist.is_main:  # data parallel: rank 0 checkpoints, evaluates and reports
                 status = "FINISHED"
                 results = RunResults(run=info, config=config.to_dict())
                 return results
-            checkpoint = _save_checkpoints(built, trainer, run_dir, tracker)
-            evaluations = evaluate_backbone(built, host, tracker=tracker, info=info, console=console)
-            baselines = evaluate_baselines(built, host, console=console)
+            checkpoint = _save_checkpoints(built, trainer, run_dir, tracker, console)
+            with guard.interruptible():  # nothing in an evaluation is worth finishing once preempted
+                evaluations = evaluate_backbone(built, host, tracker=tracker, info=info, console=console)
+                baselines = evaluate_baselines(built, host, console=console)
             for name, baseline in baselines.items():
                 tracker.log_metrics(
                     {f"baseline/{name}/{key}": v for result in baseline for key, v in result.flat_metrics().items()},
@@ -384,6 +447,12 @@ def _execute(
     except KeyboardInterrupt:
         status = "KILLED"
         raise
+    except PreemptedError as exc:
+        status = "KILLED"
+        if exc.step is None and (run_dir / "checkpoints" / "last.pt").is_file():
+            exc.step = config.optim.steps  # preempted during evaluation: the checkpoint holds every step
+        exc.resume_target = info.run_id or str(run_dir)
+        raise
     except DsslError:
         raise
     except Exception as exc:
@@ -393,7 +462,31 @@ def _execute(
     return results
 
 
-#: Written into a run's folder when it starts: its MLflow identity, so that ``--resume FOLDER`` finds the run.
+def _notifier(console: Any) -> Callable[[str], None]:
+    """One yellow line on ``console`` (not parsed as markup: paths and URLs print as they are)."""
+    return lambda text: console.print(text, style="yellow", markup=False, highlight=False, soft_wrap=True)
+
+
+def _report_bad_images(tracker: Any, run_dir: Path, console: Any) -> None:
+    """Tag and log the training images the loader skipped (count, first names, the full list as an artifact)."""
+    from dssl.engine.loader import read_bad_images
+
+    log = run_dir / BAD_IMAGES_FILE
+    skipped = read_bad_images(log)
+    if not skipped:
+        return
+    first = [Path(path).name for path in list(skipped)[:5]]
+    tracker.set_tags({BAD_IMAGES_TAG: str(len(skipped)), BAD_IMAGES_FIRST_TAG: ", ".join(first)})
+    tracker.log_artifact(log)
+    more = f" and {len(skipped) - len(first)} more" if len(skipped) > len(first) else ""
+    _notifier(console)(
+        f"skipped {len(skipped)} unreadable training images ({', '.join(first)}{more}); each was replaced by "
+        f"the next readable image; listed in {log}"
+    )
+
+
+#: Written into a run's folder when it starts: its MLflow identity, so that ``--resume FOLDER`` (and ``dssl sync``)
+#: finds the run.
 RUN_INFO_FILE = "run.json"
 
 
@@ -533,6 +626,7 @@ def _train(
     run_dir: Path,
     console: Any,
     checkpoint: Mapping[str, Any] | None = None,
+    guard: PreemptionGuard | None = None,
 ) -> Any:
     from dssl.engine.progress import TrainingProgress
 
@@ -542,14 +636,25 @@ def _train(
         tracker.log_metrics({f"train/{k}": v for k, v in metrics.items()}, step=step)
         host.hook.dssl_metrics_logged(run=info, metrics=dict(metrics), step=step)
 
-    trainer = make_trainer(built, on_metrics=on_metrics, checkpoint_every=config.checkpoint_every)
+    trainer = make_trainer(
+        built,
+        on_metrics=on_metrics,
+        checkpoint_every=config.checkpoint_every,
+        stop_requested=guard.poll if guard is not None else None,
+    )
     if trainer.dist.is_main:  # data parallel: every rank holds the same state; rank 0 writes it
-        trainer.on_checkpoint = lambda step: _write_atomic(
-            _full_state(built, trainer, step), run_dir / "checkpoints" / "last.pt"
-        )
+        last = run_dir / "checkpoints" / "last.pt"
+        resume_hint = f"; after fixing it, continue with: dssl bench --resume {info.run_id or run_dir}"
+
+        def write_checkpoint(step: int) -> None:
+            _write_with_retries(
+                last, lambda: _write_atomic(_full_state(built, trainer, step), last), console, hint=resume_hint
+            )
+
+        trainer.on_checkpoint = write_checkpoint
     if checkpoint is not None:
         trainer.load_state_dict(checkpoint)
-    loader = _training_loader(built, start_step=trainer.start_step)
+    loader = _training_loader(built, start_step=trainer.start_step, bad_images_log=run_dir / BAD_IMAGES_FILE)
     with TrainingProgress(config.optim.steps, description="train", every=config.log_every, console=console) as bar:
         summary = trainer.fit(loader, progress=bar)
     return trainer, summary
@@ -571,8 +676,14 @@ def make_trainer(built: BuiltRun, **extra: Any) -> Any:
     )
 
 
-def _training_loader(built: BuiltRun, *, start_step: int = 0) -> Any:
-    """The run's endless loader of view batches, starting at the batch of ``start_step``."""
+def _training_loader(built: BuiltRun, *, start_step: int = 0, bad_images_log: Path | None = None) -> Any:
+    """The run's endless loader of view batches, starting at the batch of ``start_step``.
+
+    Args:
+        built: The built run.
+        start_step: Batches already consumed (a resumed run).
+        bad_images_log: Where the training images the loader skips are listed (``dataset.bad_images``).
+    """
     from dssl.augment.multicrop import collate_views
     from dssl.engine.distributed import context
     from dssl.engine.loader import training_loader
@@ -590,6 +701,8 @@ def _training_loader(built: BuiltRun, *, start_step: int = 0) -> Any:
         start_step=start_step,
         rank=ranks.rank,
         world_size=ranks.world_size,
+        bad_images=config.dataset.bad_images or "skip",
+        bad_images_log=bad_images_log,
     )
 
 
@@ -647,37 +760,33 @@ def _full_state(built: BuiltRun, trainer: Any, step: int) -> dict[str, Any]:
 
 
 def _write_atomic(state: Mapping[str, Any], path: Path) -> Path:
-    """Write a checkpoint so that ``path`` is always whole: the old file or the new one, never a torn one.
+    """Write a checkpoint so that ``path`` is always whole (see :func:`~dssl.engine.checkpoint_io.save_atomic`)."""
+    from dssl.engine.checkpoint_io import save_atomic
 
-    The state goes to ``<path>.tmp``, is flushed to disk, then renamed over ``path`` (atomic on POSIX);
-    a crash mid-write leaves only the temporary file torn, which resuming ignores.
-    """
-    import os
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "wb") as handle:
-        torch.save(dict(state), handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
-    with contextlib.suppress(OSError):  # make the rename itself durable (not possible on every platform)
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-    return path
+    return save_atomic(dict(state), path)
 
 
-def _save_checkpoints(built: BuiltRun, trainer: Any, run_dir: Path, tracker: Any) -> Path:
+def _write_with_retries(path: Path, write: Callable[[], Path], console: Any, *, hint: str = "") -> Path:
+    """``write`` ``path``, retried after a failed write; the run fails naming the path when every attempt fails."""
+    from dssl.engine.checkpoint_io import write_with_retries
+
+    return write_with_retries(path, write, notify=_notifier(console), hint=hint)
+
+
+def _save_checkpoints(built: BuiltRun, trainer: Any, run_dir: Path, tracker: Any, console: Any) -> Path:
     from dssl.backbones.checkpoint import save_backbone
 
-    full = _write_atomic(_full_state(built, trainer, built.config.optim.steps), run_dir / "checkpoints" / "last.pt")
-    backbone_path = save_backbone(
-        built.objective.eval_backbone(),  # type: ignore[operator]
+    steps = built.config.optim.steps
+    last = run_dir / "checkpoints" / "last.pt"
+    full = _write_with_retries(last, lambda: _write_atomic(_full_state(built, trainer, steps), last), console)
+    backbone_path = _write_with_retries(
         run_dir / "checkpoints" / "backbone.pt",
-        meta={"objective": built.config.objective.name, "steps": built.config.optim.steps},
+        lambda: save_backbone(
+            built.objective.eval_backbone(),  # type: ignore[operator]
+            run_dir / "checkpoints" / "backbone.pt",
+            meta={"objective": built.config.objective.name, "steps": steps},
+        ),
+        console,
     )
     tracker.log_artifact(backbone_path, "checkpoints")
     return full

@@ -32,7 +32,8 @@ def describe_validation_error(exc: ValidationError, *, prefix: str = "", model: 
         shown = repr(got) if not isinstance(got, dict) else "a mapping"
         if len(shown) > 60:
             shown = shown[:57] + "..."
-        lines.append(f"{key}: {error['msg']} (got {shown})")
+        message = str(error["msg"]).removeprefix("Value error, ")  # pydantic's prefix for a validator's ValueError
+        lines.append(f"{key}: {message} (got {shown})")
     more = len(exc.errors()) - len(lines)
     if more > 0:
         lines.append(f"... and {more} more")

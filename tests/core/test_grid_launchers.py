@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
-import socket
+import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -64,42 +66,74 @@ def test_a_failing_submitit_job_is_a_failed_cell(tmp_path: Path, monkeypatch: py
     assert [r.info.status for r in children] == ["FAILED"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _job_task_pid(folder: Path) -> int | None:
+    """The process running a submitit job's task (``python -m submitit.core._submit <folder>``), if any."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"submitit.core._submit" in command and str(folder).encode() in command:
+            return int(entry.name)
+    return None
+
+
+def _preempt_when_training_starts(runs: Path, jobs: Path, sent: list[int]) -> None:
+    """What a cluster does to a job: once the cell's run exists, send submitit's preemption signal to the job."""
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        pid = _job_task_pid(jobs)
+        if pid is not None and next(runs.glob("*/*/run.json"), None) is not None:
+            os.kill(pid, signal.SIGUSR2)
+            sent.append(pid)
+            return
+        time.sleep(0.05)
+
+
+def test_submitit_requeues_a_preempted_cell_that_resumes_in_its_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("submitit")
+    if not Path("/proc/self/cmdline").exists():
+        pytest.skip("finding the job's process needs /proc")
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    steps = 12  # the signal arrives within the first steps; the rest runs in the requeued job
+    path = write_grid(
+        tmp_path / "preempt.yaml",
+        base={**TINY_BASE, "output_dir": str(tmp_path / "runs"), "optim": {"steps": steps, "batch_size": 2}},
+        set=["objective.options.out_dim=64", "dataset.options.size=32"],
+        objectives=["dino"],
+        evaluators=["kmeans_seg"],
+        launcher={"name": "submitit", "cluster": "local", "timeout_min": 30},
+    )
+    jobs = tmp_path / "runs" / "grid-logs" / "preempt" / "submitit"
+    sent: list[int] = []
+    watcher = threading.Thread(target=_preempt_when_training_starts, args=(tmp_path / "runs", jobs, sent), daemon=True)
+    watcher.start()
+    result = CliRunner().invoke(cli, ["grid", str(path), "--tracking-uri", uri, "--experiment", "preempt"])
+    watcher.join(timeout=5)
+
+    assert sent, "the job was never signalled"
+    assert result.exit_code == 0, result.output
+    _, (child,) = _children(uri, "preempt")
+    assert child.info.status == "FINISHED" and "kmeans_seg/miou" in child.data.metrics
+    preempted_at = child.data.tags["dssl.preempted"]  # the first job's run, continued by the requeued job
+    assert preempted_at.startswith("SIGUSR2 at step ")
+    assert child.data.tags["dssl.resumed_from_step"] == preempted_at.removeprefix("SIGUSR2 at step ")
+    from mlflow import MlflowClient
+
+    history = MlflowClient(uri).get_metric_history(child.info.run_id, "train/loss")
+    assert sorted(m.step for m in history) == list(range(1, steps + 1))
+    log = "".join(p.read_text() for p in jobs.glob("*_log.*"))
+    assert "Requeued job" in log
 
 
 @pytest.fixture
-def mlflow_server(tmp_path: Path) -> Iterator[str]:
-    import urllib.request
-
-    port = _free_port()
-    command = [
-        sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-        "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
-        "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1",
-    ]  # fmt: skip
-    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 (closed in the teardown)
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"mlflow server did not start: {(tmp_path / 'server.log').read_text()[-2000:]}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        os.killpg(process.pid, 15)
-        process.wait(timeout=30)
-        log.close()
+def mlflow_server(mlflow_servers: Callable[..., Any]) -> str:
+    return str(mlflow_servers().url)
 
 
 def test_grid_against_a_team_mlflow_server(mlflow_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,7 +1,12 @@
-"""Crash-safe resume: ``dssl bench --resume`` continues an interrupted run exactly, in the same MLflow run."""
+"""Crash-safe resume: ``dssl bench --resume`` continues an interrupted run exactly, in the same MLflow run.
+
+Interruptions: ``kill -9``, a crash, a preemption signal (the run checkpoints and exits 75), Ctrl-C.
+"""
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import signal
 import subprocess
@@ -21,37 +26,18 @@ from dssl.engine.loader import EndlessSampler
 from dssl.errors import RunFailedError
 from dssl.results import RunResults
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+from tests.tiny_run import STEPS, tiny_run_config, write_tiny_run
 
-STEPS = 6
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
 def tiny_config(tmp_path: Path, **changes: Any) -> dict[str, Any]:
-    """6 steps of 2 images at 32 px, checkpoints every 2 steps, k-means on 16/8 images."""
-    config: dict[str, Any] = {
-        "device": "cpu",
-        "preset": "cpu",
-        "seed": 3,
-        "objective": {"name": "dino", "options": {"out_dim": 64, "hidden_dim": 32, "bottleneck_dim": 16}},
-        "backbone": {"name": "vit_t16"},
-        "dataset": {"name": "embedded", "options": {"size": 32, "num_train": 5, "num_val": 4}},
-        "eval_dataset": {"name": "embedded", "options": {"size": 32, "num_train": 16, "num_val": 8}},
-        "augmentation": {"options": {"global_size": 32, "local_size": 16, "n_local": 2}},
-        "evaluators": ["kmeans_seg"],
-        "evaluator_options": {"kmeans_seg": {"seeds": [0], "n_init": 1}},
-        "optim": {"steps": STEPS, "batch_size": 2, "warmup_steps": 1},
-        "log_every": 1,
-        "checkpoint_every": 2,
-        "output_dir": str(tmp_path / "runs"),
-        "tracking": {"uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "resume"},
-    }
-    return api.resolve(config | changes).to_dict()
+    """The tiny run (6 steps, checkpoints every 2) in the experiment ``resume``."""
+    return tiny_run_config(tmp_path, experiment="resume", **changes)
 
 
 def write_config(tmp_path: Path, **changes: Any) -> Path:
-    path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(tiny_config(tmp_path, **changes), sort_keys=False))
-    return path
+    return write_tiny_run(tmp_path, experiment="resume", **changes)
 
 
 def client(tmp_path: Path) -> Any:
@@ -194,6 +180,149 @@ def test_failed_run_resumes_from_its_folder_ignoring_a_torn_temporary_checkpoint
     after = only_run(tmp_path)
     assert after.info.run_id == run.info.run_id and after.info.status == "FINISHED"
     assert "dssl.error" not in after.data.tags and after.data.tags["dssl.resumed_from_step"] == "4"
+
+
+SLOW_CHILD = """
+import sys, time
+from pathlib import Path
+from dssl.objectives.dino import DINOObjective
+original = DINOObjective.after_step
+def after_step(self, *, step):
+    original(self, step=step)
+    if step == 2:  # the third step: tell the test, then give its signal time to arrive within the step
+        Path({marker!r}).touch()
+        time.sleep(3.0)
+DINOObjective.after_step = after_step
+from dssl.cli.main import cli
+cli(["bench", "--config", {config!r}])
+"""
+
+
+def interrupt_in_third_step(tmp_path: Path, signum: int) -> tuple[int, str]:
+    """Run ``dssl bench`` in a child process, send it ``signum`` during its third step; exit code and stderr."""
+    config, marker = write_config(tmp_path), tmp_path / "in-step-3"
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "OMP_NUM_THREADS": "1"}
+    child = subprocess.Popen(
+        [sys.executable, "-c", SLOW_CHILD.format(marker=str(marker), config=str(config))],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            assert child.poll() is None, f"the run ended before its third step: {child.stderr.read()}"  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the run did not reach its third step"
+            time.sleep(0.02)
+        child.send_signal(signum)
+        _, stderr = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    return child.returncode, stderr
+
+
+def test_sigterm_checkpoints_the_current_step_exits_75_and_resumes_to_the_same_numbers(tmp_path, reference):
+    code, stderr = interrupt_in_third_step(tmp_path, signal.SIGTERM)
+
+    assert code == 75, stderr  # the requeue status
+    run = only_run(tmp_path)
+    assert run.info.status == "KILLED" and "dssl.error" not in run.data.tags
+    assert run.data.tags["dssl.preempted"] == "SIGTERM at step 3"
+    (last,) = (tmp_path / "runs").glob("*/*/checkpoints/last.pt")
+    assert torch.load(last, weights_only=True)["step"] == 3  # the step it was in, not the last periodic one (2)
+    assert (
+        f"preempted: stopped by SIGTERM at step 3; checkpoint written, continue with: dssl bench --resume "
+        f"{run.info.run_id}" in stderr
+    )
+
+    outcome = invoke("bench", "--resume", run.info.run_id, "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db")
+    assert outcome.exit_code == 0, outcome.output
+    resumed = RunResults.read(last.parent.parent / "results.json")
+    assert numbers(resumed) == pytest.approx(reference, abs=1e-6, rel=0)
+    after = only_run(tmp_path)
+    assert after.info.status == "FINISHED" and after.data.tags["dssl.resumed_from_step"] == "3"
+    history = client(tmp_path).get_metric_history(run.info.run_id, "train/loss")
+    assert sorted(m.step for m in history) == list(range(1, STEPS + 1))  # no step lost, none logged twice
+
+
+def test_ctrl_c_still_ends_the_run_killed_with_exit_130(tmp_path):
+    code, stderr = interrupt_in_third_step(tmp_path, signal.SIGINT)
+
+    assert code == 130, stderr
+    run = only_run(tmp_path)
+    assert run.info.status == "KILLED" and "dssl.preempted" not in run.data.tags
+
+
+def test_preemption_signals_are_validated(tmp_path):
+    config = str(write_config(tmp_path))
+    outcome = invoke("bench", "--config", config, "--set", "preempt_signals=[SIGKILL]", "--dry-run")
+    assert outcome.exit_code == 2
+    assert "preempt_signals: unknown signal 'SIGKILL'; accepted: SIGTERM, SIGUSR1, SIGUSR2, SIGHUP" in outcome.output
+    dry = invoke("bench", "--config", config, "--set", "preempt_signals=[usr2]", "--dry-run")
+    assert yaml.safe_load(dry.output)["preempt_signals"] == ["SIGUSR2"]
+
+
+# -- disk faults ---------------------------------------------------------------------------------------------------
+
+
+def test_a_full_disk_fails_the_run_naming_the_checkpoint_and_keeps_the_previous_one(tmp_path, reference, monkeypatch):
+    resource = pytest.importorskip("resource")
+    from dssl.engine import checkpoint_io
+    from dssl.objectives.dino import DINOObjective
+    from rich.console import Console
+
+    monkeypatch.setattr(checkpoint_io, "RETRY_WAITS_S", (0.0,))
+    original, limits = DINOObjective.after_step, resource.getrlimit(resource.RLIMIT_FSIZE)
+
+    def after_step(self, *, step):
+        original(self, step=step)
+        if step == 2:  # the checkpoint of step 2 exists: the disk "fills up" before the one of step 4
+            (last,) = (tmp_path / "runs").glob("*/*/checkpoints/last.pt")
+            resource.setrlimit(resource.RLIMIT_FSIZE, (last.stat().st_size // 2, limits[1]))
+
+    monkeypatch.setattr(DINOObjective, "after_step", after_step)
+    output = io.StringIO()
+    try:
+        with pytest.raises(RunFailedError) as failure:
+            api.run(api.resolve(write_config(tmp_path)), console=Console(file=output, width=300))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+    monkeypatch.setattr(DINOObjective, "after_step", original)  # the resumed run below must not fill the disk
+
+    (last,) = (tmp_path / "runs").glob("*/*/checkpoints/last.pt")
+    message = str(failure.value)
+    assert f"cannot write the checkpoint {last} ([Errno 27] File too large; 2 attempts)" in message
+    assert f"the previous checkpoint {last} is intact" in message and "dssl bench --resume" in message
+    assert f"writing the checkpoint {last} failed ([Errno 27] File too large)" in output.getvalue()  # the retry
+    assert torch.load(last, weights_only=True)["step"] == 2
+    assert [p.name for p in last.parent.iterdir()] == ["last.pt"]  # no torn temporary file left behind
+    run = only_run(tmp_path)
+    assert run.info.status == "FAILED" and str(last) in run.data.tags["dssl.error"]
+
+    outcome = invoke("bench", "--resume", run.info.run_id, "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db")
+    assert outcome.exit_code == 0, outcome.output  # the MLflow run is not lost: it resumes from step 2
+    assert numbers(RunResults.read(last.parent.parent / "results.json")) == pytest.approx(reference, abs=1e-6, rel=0)
+
+
+def test_a_checkpoint_write_that_fails_once_is_retried_and_the_run_finishes(tmp_path, monkeypatch):
+    from dssl.engine import checkpoint_io
+
+    monkeypatch.setattr(checkpoint_io, "RETRY_WAITS_S", (0.0, 0.0))
+    real_save, failures = torch.save, []
+
+    def save_once_failing(obj, handle, *args, **kwargs):
+        if not failures:
+            failures.append(handle)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_save(obj, handle, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_once_failing)
+    results = api.run(api.resolve(write_config(tmp_path)))
+    assert failures and only_run(tmp_path).info.status == "FINISHED"
+    assert torch.load(results.checkpoint, weights_only=True)["step"] == STEPS
 
 
 # -- clear errors ------------------------------------------------------------------------------------------------

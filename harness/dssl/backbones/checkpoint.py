@@ -25,7 +25,6 @@ import contextlib
 import math
 import os
 import re
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,7 +103,7 @@ def _preview(keys: list[str], count: int = 3) -> str:
 def save_backbone(
     backbone: ViTBackbone, path: str | os.PathLike[str], *, meta: Mapping[str, Any] | None = None
 ) -> Path:
-    """Write the backbone's weights and constructor config atomically (temp file + ``os.replace``).
+    """Write the backbone's weights and constructor config atomically (:func:`~dssl.engine.checkpoint_io.save_atomic`).
 
     Args:
         backbone: The backbone to save.
@@ -122,19 +121,9 @@ def save_backbone(
         "meta": dict(meta or {}),
         "backbone": {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()},
     }
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        # A crash mid-write leaves the previous checkpoint intact rather than a truncated one.
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
-    return path
+    from dssl.engine.checkpoint_io import save_atomic
+
+    return save_atomic(payload, path)
 
 
 # ---------------------------------------------------------------------------------------------- loading

@@ -1,6 +1,7 @@
 """``dssl`` entry point: the command group, global plugin options and the error-to-exit-code mapping.
 
-Exit codes: 0 success, 1 the run failed, 2 usage or configuration error, 130 interrupted.
+Exit codes: 0 success, 1 the run failed, 2 usage or configuration error, 75 preempted (checkpoint written:
+requeue and resume), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Any
 import click
 
 from dssl import __version__
-from dssl.errors import DsslError
+from dssl.errors import REQUEUE_EXIT_CODE, DsslError
 
 
 class DsslGroup(click.Group):
@@ -22,7 +23,7 @@ class DsslGroup(click.Group):
         except DsslError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.secho(f"error: {exc}", fg="red", err=True)
+            click.secho(f"{exc.label}: {exc}", fg="yellow" if exc.exit_code == REQUEUE_EXIT_CODE else "red", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.secho("interrupted", fg="yellow", err=True)
@@ -61,8 +62,9 @@ def _register_commands() -> None:
     from dssl.cli.new_plugin_cmd import new_plugin
     from dssl.cli.plugins_cmd import plugins
     from dssl.cli.report_cmd import report
+    from dssl.cli.sync_cmd import sync
 
-    for command in (plugins, bench, grid, leaderboard, report, ui, new_plugin):
+    for command in (plugins, bench, grid, leaderboard, report, sync, ui, new_plugin):
         cli.add_command(command)
 
 

@@ -1,7 +1,10 @@
 """What every file-backed dataset shares: locating its folder, decoding lazily, resizing, clear errors.
 
 A missing or malformed dataset raises :class:`~dssl.errors.ConfigError` (exit code 2) whose message
-says what was expected where and how to point the harness at the data.
+says what was expected where and how to point the harness at the data. An image file that cannot be
+decoded (empty, truncated, not an image) raises :class:`~dssl.errors.BadImageError` naming it; the
+training loader may replace it with another image instead (``dataset.bad_images``, see
+:mod:`dssl.engine.loader`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dssl.errors import ConfigError
+from dssl.errors import BadImageError, ConfigError
 
 if TYPE_CHECKING:
     from dssl.data.files_config import FileDatasetOptions
@@ -82,14 +85,38 @@ def truncate(items: list[Any], max_images: int | None) -> list[Any]:
     return [items[i * len(items) // max_images] for i in range(max_images)]
 
 
+#: PIL modes of 16-bit (or wider integer) greyscale images, e.g. a 16-bit PNG.
+_WIDE_GREY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
 def load_rgb(path: Path) -> Any:
-    """The PIL RGB image at ``path`` (decoded now)."""
+    """The image at ``path`` as an 8-bit PIL RGB image, decoded completely now.
+
+    Greyscale and palette images are expanded to RGB, RGBA/LA drop their alpha channel (the colour
+    values stay, as torchvision's loader does), CMYK is converted, and 16-bit greyscale is scaled to
+    8 bits (PIL's own conversion would clip every value above 255 to white).
+
+    Raises:
+        BadImageError: the file is missing, empty, truncated or not an image PIL can decode.
+    """
     image_mod = _pil()
     try:
         with image_mod.open(path) as image:
-            return image.convert("RGB")
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read image {path}: {exc}") from exc
+            image.load()  # decode every byte now: a truncated file fails here, not halfway through a batch
+            return _to_rgb(image, image_mod)
+    except (OSError, ValueError, SyntaxError, image_mod.DecompressionBombError) as exc:
+        raise BadImageError(path, str(exc) or type(exc).__name__) from None
+
+
+def _to_rgb(image: Any, image_mod: Any) -> Any:
+    if image.mode == "RGB":
+        return image
+    if image.mode in _WIDE_GREY_MODES:
+        wide = np.clip(np.asarray(image, dtype=np.int64), 0, 65535)
+        return image_mod.fromarray((wide >> 8).astype(np.uint8)).convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")  # PIL warns when a palette image with transparency goes straight to RGB
+    return image.convert("RGB")
 
 
 def load_label_png(path: Path, name: str) -> np.ndarray:

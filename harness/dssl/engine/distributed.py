@@ -120,3 +120,10 @@ def mean_over_ranks(values: dict[str, torch.Tensor | float], device: torch.devic
     dist.all_reduce(stacked)
     stacked /= dist.get_world_size()
     return dict(zip(keys, stacked.tolist(), strict=True))
+
+
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """Whether ``flag`` is true on at least one rank (every rank must call this at the same point)."""
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item() > 0)

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from dssl.config import OptimConfig
-from dssl.engine.distributed import all_reduce_gradients, mean_over_ranks
+from dssl.engine.distributed import all_reduce_gradients, any_rank, mean_over_ranks
 from dssl.engine.distributed import context as distributed_context
-from dssl.errors import RunFailedError
+from dssl.errors import PreemptedError, RunFailedError
 from dssl.layers.schedules import cosine_schedule
 
 if TYPE_CHECKING:
@@ -93,12 +93,16 @@ class Trainer:
         precision: ``auto`` | ``fp32`` | ``bf16`` | ``fp16``.
         log_every: Steps between metric logs (and non-finite checks on CUDA).
         on_metrics: Called with ``(metrics, step)`` every ``log_every`` steps and at the end.
-        on_checkpoint: Called with the 1-based step every ``checkpoint_every`` steps.
+        on_checkpoint: Called with the 1-based step every ``checkpoint_every`` steps, and after the step at which
+            ``stop_requested`` asks training to stop.
         checkpoint_every: 0 disables periodic checkpoints.
         compile: ``torch.compile`` the objective's forward.
         profiler: Optional :class:`~dssl.engine.profiling.StepProfiler`: each step's phases (data, forward,
             backward, optimizer, logging) are reported to it, and :meth:`fit` stops once it has recorded
             its steps.
+        stop_requested: Asked after every step (data parallel: at every log step, agreed over ranks); when it
+            returns a reason (a signal name), the trainer calls ``on_checkpoint`` for the step just finished and
+            raises :class:`~dssl.errors.PreemptedError`.
     """
 
     def __init__(
@@ -114,8 +118,10 @@ class Trainer:
         checkpoint_every: int = 0,
         compile: bool = False,
         profiler: StepProfiler | None = None,
+        stop_requested: Callable[[], str | None] | None = None,
     ) -> None:
         self.objective = objective
+        self.stop_requested = stop_requested
         self.optim = optim
         self.device = device
         self.amp_dtype = autocast_dtype(precision, device)
@@ -256,8 +262,15 @@ class Trainer:
                 self._window_sums, self._window_count, self._last_metrics = sums, count, last_metrics
             elif progress is not None and progress.interactive:
                 progress.update(done, {"loss": float(loss.detach())} if self.device.type == "cpu" else {}, None)
+            checkpointed = False
             if self.checkpoint_every and done % self.checkpoint_every == 0 and done != total and self.on_checkpoint:
                 self.on_checkpoint(done)
+                checkpointed = True
+            reason = self._stop_reason(done, total)
+            if reason is not None:
+                if self.on_checkpoint is not None and not checkpointed:
+                    self.on_checkpoint(done)
+                raise PreemptedError(reason, step=done)
             steps_run += 1
             if profiler is not None:
                 profiler.mark("logging")
@@ -269,6 +282,18 @@ class Trainer:
             images_per_second=steps_run * self.optim.batch_size / max(seconds, 1e-9),
             final_metrics=last_metrics,
         )
+
+    def _stop_reason(self, done: int, total: int) -> str | None:
+        """Why training must stop after step ``done``, or ``None``; every rank gets the same answer."""
+        if self.stop_requested is None:
+            return None
+        if not self.dist.enabled:
+            return self.stop_requested()
+        # Every rank must stop after the same step, so they agree at the log steps (one collective each).
+        if done % self.log_every and done != total:
+            return None
+        local = self.stop_requested()
+        return (local or "a preemption signal on another rank") if any_rank(local is not None, self.device) else None
 
     def state_dict(self, step: int) -> dict[str, Any]:
         """Everything a resumed run needs to continue exactly after ``step`` steps.

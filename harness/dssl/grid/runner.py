@@ -17,6 +17,11 @@ does not run (e.g. STELLAR's ``gpu`` preset configures ``knn`` and ``linear_cls`
 Cells run in this process one after another, or ``parallel`` at a time, each in a fresh (spawned) Python
 process that runs the very configuration resolved here (its output goes to
 ``<output_dir>/grid-logs/<grid>/<cell>.log``) and nests its run through ``$DSSL_PARENT_RUN_ID``.
+
+Preemption: a cell run in this process that is preempted stops the grid too (the parent run ends KILLED,
+exit status 75); rerunning the grid resumes the cell. A submitit job follows submitit's checkpointing
+protocol (:class:`SubmititCell`): a preempted or timed-out job writes its checkpoint, is requeued, and the
+requeued job resumes the cell in the same MLflow run.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -42,7 +48,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
 
-from dssl.errors import ConfigError, RunFailedError, UsageError
+from dssl.errors import REQUEUE_EXIT_CODE, ConfigError, PreemptedError, RunFailedError, UsageError
 from dssl.grid.spec import GridCell, GridSpec, LauncherSpec
 from dssl.tracking.leaderboard import ABSENT_CLASSES_TAG, LeaderboardRow, search_all_runs
 from dssl.validation import describe_validation_error
@@ -301,9 +307,12 @@ def run_grid(
 
     if parallel < 1:
         raise UsageError(f"--parallel must be at least 1 (got {parallel})")
+    from dssl.tracking.mlflow_tracker import check_tracking_access
+
     console = console or Console(stderr=True)
     out = out or Console(width=max(100, shutil.get_terminal_size((120, 24)).columns))
     name = spec.name or "grid"
+    check_tracking_access(tracking_uri)  # a refused password is a usage error before any cell runs
     cells = plan_grid(
         spec, host=host, tracking_uri=tracking_uri, experiment=experiment, data_root=data_root, source=source
     )
@@ -354,7 +363,7 @@ def run_grid(
         counts = {s: sum(c.status == s for c in cells) for s in ("finished", "skipped", "failed")}
         parent.set_tags({f"dssl.grid.{k}": str(v) for k, v in counts.items()})
         parent.log_dict({"grid": name, "rows": [_row_json(r) for r in outcome.rows]}, LEADERBOARD_JSON)
-        parent.client.log_text(parent.run_id, render_grid_markdown(outcome), LEADERBOARD_MD)  # type: ignore[union-attr]
+        parent.log_text(render_grid_markdown(outcome), LEADERBOARD_MD)
         print_grid(outcome, out)
         if outcome.failed:
             listed = "; ".join(f"{_cell_title(c)}: {c.error}" for c in outcome.failed)
@@ -397,6 +406,8 @@ def _cell_executor(
         try:
             runner(item, parent_run_id=parent_run_id, tags=tags, host=host, plugins=plugins, parallel=parallel)
             error: BaseException | None = None
+        except PreemptedError:
+            raise  # this process was preempted: the grid stops too, and its rerun resumes the cell
         except Exception as exc:
             error = exc
         item.seconds = time.perf_counter() - started
@@ -529,7 +540,7 @@ def _run_submitit(
         parameters = {k: v for k, v in parameters.items() if not k.startswith("slurm_")}
     executor.update_parameters(**parameters)
     env = _child_env(parent_run_id, tags)
-    job = executor.submit(_submitit_cell, item.config.to_dict(), env, dict(plugins), item.resume_run_id)
+    job = executor.submit(SubmititCell(), item.config.to_dict(), env, dict(plugins), item.resume_run_id)
     try:
         job.result()
     except submitit.core.utils.FailedJobError as exc:
@@ -543,12 +554,43 @@ def _job_error(text: str) -> str:
     return (raised or lines or ["the job failed"])[-1]
 
 
-def _submitit_cell(
-    config: dict[str, Any], env: Mapping[str, str], plugins: Mapping[str, Any], resume_run_id: str | None
-) -> None:
-    """Entry point of a submitit job: run (or resume) one resolved configuration."""
-    os.environ.update(env)
-    _run_resolved(config, plugins, resume_run_id)
+class SubmititCell:
+    """What a submitit job runs: one resolved configuration, requeued and resumed when the job is preempted.
+
+    Submitit's checkpointing protocol: on its preemption/timeout signal (``SIGUSR2`` unless
+    ``$SUBMITIT_PREEMPT_SIGNAL`` says otherwise) submitit calls :meth:`checkpoint` and requeues the job with
+    the submission it returns. The run listens to that signal as well (it is added to the run's
+    ``preempt_signals``), so it first finishes its step and writes its checkpoint; the cell then hands the
+    signal back to submitit, and the requeued job resumes the run in the same MLflow run. A run preempted by
+    one of its own signals (SIGTERM) is handed over the same way.
+    """
+
+    def __init__(self) -> None:
+        self.resume_target: str | None = None
+
+    def __call__(
+        self, config: dict[str, Any], env: Mapping[str, str], plugins: Mapping[str, Any], resume_run_id: str | None
+    ) -> None:
+        import submitit
+
+        os.environ.update(env)
+        requeue_signal = signal.Signals[f"SIG{submitit.JobEnvironment().USR_SIG}"]
+        config = {**config, "preempt_signals": [*config.get("preempt_signals", []), requeue_signal.name]}
+        try:
+            _run_resolved(config, plugins, self.resume_target or resume_run_id)
+        except PreemptedError as exc:
+            self.resume_target = exc.resume_target or self.resume_target
+            if not callable(signal.getsignal(requeue_signal)):
+                raise  # not inside a submitit job: nothing would requeue it
+            # Submitit's handler calls checkpoint() and requeues this job (it exits the process).
+            signal.raise_signal(requeue_signal)
+            raise
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        """The submission that continues this cell: the same call, resuming the preempted run."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
 
 
 def _run_resolved(config: dict[str, Any], plugins: Mapping[str, Any], resume_run_id: str | None) -> None:
@@ -588,7 +630,7 @@ def _cell_worker(
 
             traceback.print_exc()
             sys.stderr.flush()
-            raise SystemExit(1) from None
+            raise SystemExit(REQUEUE_EXIT_CODE if isinstance(exc, PreemptedError) else 1) from None
 
 
 def _attempt_run(tracking_uri: str, experiment: str, attempt: str) -> Any:

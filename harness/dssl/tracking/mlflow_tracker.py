@@ -20,6 +20,13 @@ Naming scheme in MLflow:
   ``results.json`` (:class:`~dssl.results.RunResults`), ``traceback.txt`` after a failure, plus whatever
   the caller logs (e.g. ``config.yaml``).
 
+Outages: once :meth:`MlflowTracker.attach_queue` gave it a folder, a tracker whose server stops answering
+(connection refused, timeout, HTTP 5xx/429 after MLflow's own retries) keeps going: that record and every
+later one are appended to a durable queue in the run folder (:mod:`dssl.tracking.spool`), a background
+thread replays them in order as soon as the server answers again, and the end of the run waits
+``flush_timeout_s`` for it. Records still queued then are uploaded later with ``dssl sync RUN_FOLDER``
+(:func:`sync_run_folder`). A request the server refuses (HTTP 4xx) still raises.
+
 Nesting: a tracker created without ``parent_run_id`` nests under the run named by :func:`nested_runs`
 (in this process) or by ``$DSSL_PARENT_RUN_ID`` (for subprocesses), and adds the tags given there or in
 ``$DSSL_RUN_TAGS`` (a JSON object). ``dssl grid`` uses this to make each cell a child of the grid's run.
@@ -37,9 +44,10 @@ import platform
 import re
 import subprocess
 import sys
+import threading
 import time
 import traceback
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -47,8 +55,10 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from dssl.errors import UsageError
+from dssl.errors import ConfigError, PreemptedError, RunFailedError, UsageError
 from dssl.results import EvaluationResult, RunInfo, RunResults
+from dssl.tracking.credentials import CREDENTIALS_HINT, check_uri_has_no_credentials
+from dssl.tracking.spool import MAX_METRICS_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH, QUEUE_DIR, Record, RecordSpool
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -64,9 +74,10 @@ MAX_TAG_CHARS = 5000
 MAX_ERROR_CHARS = 1000
 #: MLflow's limit on the length of any key.
 MAX_KEY_CHARS = 250
-# MLflow rejects batches above these sizes (mlflow.utils.validation); bigger requests are split.
-_MAX_METRICS_PER_BATCH = 1000
-_MAX_PARAMS_TAGS_PER_BATCH = 100
+#: Tag set on a run stopped by a preemption signal: ``"<signal> at step <n>"``.
+PREEMPTED_TAG = "dssl.preempted"
+#: Seconds between two "tracking degraded" reminders while records wait.
+_REMINDER_EVERY_S = 60.0
 
 _GIT_TIMEOUT_S = 5.0
 # The portable subset of MLflow's key alphabet (colons are rejected on Windows).
@@ -195,12 +206,190 @@ def _to_plain(data: Any) -> Any:
     return json.loads(json.dumps(data, default=str))
 
 
+def _batch(
+    *,
+    metrics: Iterable[tuple[str, float, int, int]] = (),
+    params: Iterable[tuple[str, str]] = (),
+    tags: Iterable[tuple[str, str]] = (),
+) -> Record:
+    """A ``batch`` record (see :mod:`dssl.tracking.spool`): plain lists, so that it can be queued as JSON."""
+    return {
+        "op": "batch",
+        "metrics": [list(m) for m in metrics],
+        "params": [list(p) for p in params],
+        "tags": [list(t) for t in tags],
+    }
+
+
+def apply_record(client: MlflowClient, run_id: str, record: Mapping[str, Any]) -> None:
+    """Send one tracking record (see :mod:`dssl.tracking.spool`) to ``run_id``; raises what MLflow raises."""
+    op = record["op"]
+    if op == "batch":
+        from mlflow.entities import Metric, Param, RunTag
+
+        _log_batch(
+            client,
+            run_id,
+            metrics=[Metric(k, float(v), int(ts), int(step)) for k, v, ts, step in record["metrics"]],
+            params=[Param(k, v) for k, v in record["params"]],
+            tags=[RunTag(k, v) for k, v in record["tags"]],
+        )
+    elif op == "text":
+        client.log_text(run_id, record["text"], record["artifact_file"])
+    elif op == "artifact":
+        path = Path(record["path"])
+        if path.is_dir():
+            client.log_artifacts(run_id, str(path), record.get("artifact_path"))
+        elif path.is_file():
+            client.log_artifact(run_id, str(path), record.get("artifact_path"))
+        else:
+            raise FileNotFoundError(f"cannot log artifact {path}: no such file or directory")
+    elif op == "terminate":
+        client.set_terminated(run_id, status=record["status"], end_time=record.get("end_time_ms"))
+    else:
+        raise ValueError(f"unknown tracking record {op!r}")
+
+
+def _log_batch(
+    client: MlflowClient,
+    run_id: str,
+    *,
+    metrics: Sequence[Any] = (),
+    params: Sequence[Any] = (),
+    tags: Sequence[Any] = (),
+) -> None:
+    metrics, params, tags = list(metrics), list(params), list(tags)
+    if (
+        len(metrics) <= MAX_METRICS_PER_BATCH
+        and len(params) <= MAX_PARAMS_TAGS_PER_BATCH
+        and len(tags) <= MAX_PARAMS_TAGS_PER_BATCH
+        and len(metrics) + len(params) + len(tags) <= MAX_METRICS_PER_BATCH
+    ):
+        if metrics or params or tags:
+            client.log_batch(run_id, metrics=metrics, params=params, tags=tags, synchronous=True)
+        return
+    # Only oversized requests are split, into the fewest batches MLflow accepts.
+    for chunk in _chunks(params, MAX_PARAMS_TAGS_PER_BATCH):
+        client.log_batch(run_id, params=chunk, synchronous=True)
+    for chunk in _chunks(tags, MAX_PARAMS_TAGS_PER_BATCH):
+        client.log_batch(run_id, tags=chunk, synchronous=True)
+    for chunk in _chunks(metrics, MAX_METRICS_PER_BATCH):
+        client.log_batch(run_id, metrics=chunk, synchronous=True)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether a tracking call failed because the server could not answer (worth retrying later).
+
+    True for connection failures and timeouts and for HTTP 5xx and 429 (also after MLflow's own retries);
+    false when the server answered and refused the request (4xx: bad value, unknown run, credentials).
+    """
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, MlflowException):
+        status = exc.get_http_status_code()
+        return status >= 500 or status == 429
+    try:
+        import requests
+    except ImportError:  # pragma: no cover - mlflow depends on requests
+        requests = None  # type: ignore[assignment]
+    if requests is not None and isinstance(exc, requests.exceptions.RequestException):
+        response = getattr(exc, "response", None)
+        if response is None:
+            return True
+        return response.status_code >= 500 or response.status_code == 429
+    return isinstance(exc, (ConnectionError, TimeoutError))
+
+
+def _short_error(exc: BaseException | None) -> str:
+    """The gist of a tracking error, e.g. ``[Errno 111] Connection refused``, in at most 160 characters."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    found = re.search(r"\[Errno -?\d+\][^'\")]*", text)
+    return _truncate(found.group(0).strip() if found else text, 160)
+
+
+def check_tracking_access(tracking_uri: str | None) -> str:
+    """Make sure a tracking server accepts this process before anything is trained.
+
+    Local stores are not checked. For an ``http(s)`` server, one cheap authenticated request tells a
+    wrong or missing password (a clear usage error) from a server that is down.
+
+    Returns:
+        The tracking URI in use.
+
+    Raises:
+        ConfigError: Credentials in the URI, or the server refuses them (HTTP 401/403), exit code 2.
+        RunFailedError: The server cannot be reached.
+    """
+    uri = tracking_uri or default_tracking_uri()
+    check_uri_has_no_credentials(uri)
+    if not uri.startswith(("http://", "https://")):
+        return uri
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    except MlflowException as exc:
+        status = exc.get_http_status_code()
+        if status in (401, 403):
+            user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+            who = f"user {user!r}" if user else "no user (MLFLOW_TRACKING_USERNAME is not set)"
+            refused = "rejected the credentials of" if status == 401 else "denies access to"
+            raise ConfigError(
+                f"the MLflow server {uri} {refused} {who}; {CREDENTIALS_HINT} for an account there"
+            ) from None
+        if is_outage(exc):
+            raise RunFailedError(f"cannot reach the MLflow server {uri} ({_short_error(exc)})") from None
+        raise
+    return uri
+
+
+def sync_run_folder(run_dir: Path, *, tracking_uri: str | None = None) -> tuple[str, str, int]:
+    """Upload what a run left in its tracking queue (``dssl sync``).
+
+    Args:
+        run_dir: The run's folder (holding ``run.json`` and ``tracking-queue/``).
+        tracking_uri: Where to upload; default: the URI the run recorded.
+
+    Returns:
+        ``(run_id, tracking_uri, records uploaded)``.
+
+    Raises:
+        UsageError: Not a run folder, or a run that was not tracked.
+        ConfigError: The server refuses the credentials.
+        RunFailedError: The server is still unreachable or refuses a record (the rest stays queued).
+    """
+    info_file = run_dir / "run.json"
+    if not info_file.is_file():
+        raise UsageError(f"dssl sync {run_dir}: not a run folder (expected {info_file})")
+    info = RunInfo.model_validate_json(info_file.read_text())
+    if info.run_id is None:
+        raise UsageError(f"dssl sync {run_dir}: the run was not tracked; nothing to upload")
+    spool = RecordSpool(run_dir / QUEUE_DIR)
+    if not spool.pending():
+        return info.run_id, tracking_uri or info.tracking_uri or default_tracking_uri(), 0
+    uri = check_tracking_access(tracking_uri or info.tracking_uri)
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    try:
+        uploaded = spool.replay(lambda record: apply_record(client, info.run_id, record))  # type: ignore[arg-type]
+    except Exception as exc:
+        left = len(spool.pending())
+        problem = "is unreachable" if is_outage(exc) else "refused a record"
+        raise RunFailedError(
+            f"dssl sync {run_dir}: {uri} {problem} ({_short_error(exc)}); {left} records still wait in {spool.folder}"
+        ) from None
+    return info.run_id, uri, uploaded
+
+
 class MlflowTracker:
     """A context manager around one MLflow run.
 
     On normal exit the run is marked ``FINISHED``. An exception marks it ``FAILED`` and records
     ``dssl.error`` = ``"<Type>: <message>"`` (plus ``traceback.txt``); ``KeyboardInterrupt`` marks it
-    ``KILLED``. The exception always propagates, and everything logged before it stays in the run.
+    ``KILLED``, and so does :class:`~dssl.errors.PreemptedError`, with the tag ``dssl.preempted`` instead of
+    an error. The exception always propagates, and everything logged before it stays in the run.
 
     Args:
         tracking_uri: MLflow tracking URI; :func:`default_tracking_uri` when ``None``.
@@ -241,6 +430,20 @@ class MlflowTracker:
         self.experiment_id: str | None = None
         self._run_id: str | None = None
         self._nonfinite: set[str] = set()
+        # Outage handling (attach_queue): while degraded, records go to the spool and a thread replays them.
+        self._spool: RecordSpool | None = None
+        self._notify: Callable[[str], None] = logger.warning
+        self._retry_every_s = 30.0
+        self._flush_timeout_s = 120.0
+        self._lock = threading.Lock()
+        self._degraded = False
+        self._waiting = 0
+        self._outage = ""
+        self._reminded_at = 0.0
+        self._wake = threading.Event()
+        self._drainer_done = threading.Event()
+        self._closing = False
+        self._refused: BaseException | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -273,31 +476,39 @@ class MlflowTracker:
             return False
         if exc is None or (isinstance(exc, SystemExit) and exc.code in (None, 0)):
             status = "FINISHED"
-        elif isinstance(exc, KeyboardInterrupt):
+        elif isinstance(exc, (KeyboardInterrupt, PreemptedError)):
             status = "KILLED"
         else:
             status = "FAILED"
         try:
-            if exc is not None and status != "FINISHED":
+            if isinstance(exc, PreemptedError):
+                self.set_tags({PREEMPTED_TAG: exc.where})
+            elif exc is not None and status != "FINISHED":
                 detail = str(exc)
                 message = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
                 self.set_tags({"dssl.error": _truncate(message, MAX_ERROR_CHARS)})
-                text = "".join(traceback.format_exception(exc_type, exc, tb))
-                self.client.log_text(self._run_id, text, "traceback.txt")
+                self.log_text("".join(traceback.format_exception(exc_type, exc, tb)), "traceback.txt")
         except Exception:
             # Recording the failure must never replace the user's exception with a tracking error.
             logger.warning("could not record the error of MLflow run %s", self._run_id, exc_info=True)
         try:
-            self.client.set_terminated(self._run_id, status=status)
+            self._submit({"op": "terminate", "status": status, "end_time_ms": int(time.time() * 1000)})
         except Exception:
             if exc is None:
                 raise
             logger.warning("could not mark MLflow run %s as %s", self._run_id, status, exc_info=True)
+        finally:
+            self._finish_queue()
         return False
 
     def _reopen(self, run_id: str) -> MlflowTracker:
         assert self.client is not None
         run = self.client.get_run(run_id)
+        if self._spool is not None:
+            # What an earlier process of this run queued during an outage goes first (it may end the run as
+            # KILLED), then the run is reopened.
+            self._spool.replay(lambda record: apply_record(self.client, run_id, record))
+            self._waiting = 0
         self.experiment_id = run.info.experiment_id
         self.experiment = self.client.get_experiment(run.info.experiment_id).name
         self.run_name = run.info.run_name
@@ -368,25 +579,124 @@ class MlflowTracker:
 
     # -- logging -------------------------------------------------------------------------------------
 
-    def _log_batch(self, *, metrics: Sequence[Any] = (), params: Sequence[Any] = (), tags: Sequence[Any] = ()) -> None:
-        client = self._require_client()
-        metrics, params, tags = list(metrics), list(params), list(tags)
-        if (
-            len(metrics) <= _MAX_METRICS_PER_BATCH
-            and len(params) <= _MAX_PARAMS_TAGS_PER_BATCH
-            and len(tags) <= _MAX_PARAMS_TAGS_PER_BATCH
-            and len(metrics) + len(params) + len(tags) <= _MAX_METRICS_PER_BATCH
-        ):
-            if metrics or params or tags:
-                client.log_batch(self.run_id, metrics=metrics, params=params, tags=tags, synchronous=True)
+    def _submit(self, record: Record) -> None:
+        """Send one record now, or queue it while the server is unreachable (see :meth:`attach_queue`)."""
+        if self._spool is None:
+            self._apply(record)
             return
-        # Only oversized requests are split, into the fewest batches MLflow accepts.
-        for chunk in _chunks(params, _MAX_PARAMS_TAGS_PER_BATCH):
-            client.log_batch(self.run_id, params=chunk, synchronous=True)
-        for chunk in _chunks(tags, _MAX_PARAMS_TAGS_PER_BATCH):
-            client.log_batch(self.run_id, tags=chunk, synchronous=True)
-        for chunk in _chunks(metrics, _MAX_METRICS_PER_BATCH):
-            client.log_batch(self.run_id, metrics=chunk, synchronous=True)
+        with self._lock:
+            if not self._degraded:
+                try:
+                    self._apply(record)
+                    return
+                except Exception as exc:
+                    if not is_outage(exc):
+                        raise
+                    self._degraded, self._outage = True, _short_error(exc)
+                    self._spool.append(record)
+                    self._waiting += 1
+                    self._reminded_at = time.monotonic()
+                    self._notify(
+                        f"tracking degraded: {self.tracking_uri} is unreachable ({self._outage}); training goes on "
+                        f"and records are queued in {self._spool.folder} ({self._waiting} waiting)"
+                    )
+                    self._start_drainer()
+                    return
+            self._spool.append(record)
+            self._waiting += 1
+            if time.monotonic() - self._reminded_at >= _REMINDER_EVERY_S:
+                self._reminded_at = time.monotonic()
+                self._notify(f"tracking degraded: {self._waiting} records wait in {self._spool.folder}")
+
+    def attach_queue(
+        self,
+        folder: Path,
+        *,
+        notify: Callable[[str], None] | None = None,
+        retry_every_s: float = 30.0,
+        flush_timeout_s: float = 120.0,
+    ) -> None:
+        """Keep the run going through tracking outages, queueing records durably in ``folder``.
+
+        Call it before the ``with`` block to replay what an earlier process of a resumed run left queued
+        (before the run is reopened), or inside it for a new run.
+
+        Args:
+            folder: The queue folder (``<run folder>/tracking-queue``).
+            notify: Receives one line when tracking degrades, recovers, or leaves records for ``dssl sync``
+                (default: a logging warning).
+            retry_every_s: Seconds between attempts to upload the queue while the server is unreachable.
+            flush_timeout_s: How long the end of the run waits for the server before leaving the queue.
+        """
+        self._spool = RecordSpool(folder)
+        self._notify = notify or logger.warning
+        self._retry_every_s = retry_every_s
+        self._flush_timeout_s = flush_timeout_s
+        self._waiting = len(self._spool.pending())
+
+    def _apply(self, record: Record) -> None:
+        apply_record(self._require_client(), self.run_id, record)
+
+    def _start_drainer(self) -> None:
+        self._drainer_done.clear()
+        threading.Thread(target=self._drain, name="dssl-tracking-queue", daemon=True).start()
+
+    def _uploaded(self, count: int) -> None:
+        with self._lock:
+            self._waiting -= count
+
+    def _drain(self) -> None:
+        """Replay the queue until it is empty (tracking is healthy again), the server refuses a record, or the end."""
+        assert self._spool is not None and self.client is not None
+        try:
+            while not self._closing:
+                self._wake.wait(self._retry_every_s)
+                self._wake.clear()
+                if self._closing:
+                    return
+                try:
+                    self._spool.replay(self._apply, on_progress=self._uploaded)
+                except Exception as exc:
+                    if is_outage(exc):
+                        self._outage = _short_error(exc)
+                        continue
+                    self._refused = exc
+                    self._notify(
+                        f"tracking: {self.tracking_uri} refused a queued record ({_short_error(exc)}); "
+                        f"{self._waiting} records stay in {self._spool.folder}"
+                    )
+                    return
+                with self._lock:
+                    if self._waiting == 0:
+                        self._degraded = False
+                        self._notify(f"tracking recovered: the queued records are uploaded to {self.tracking_uri}")
+                        return
+                self._wake.set()  # records arrived during the replay: go on at once
+        finally:
+            self._drainer_done.set()
+
+    def _finish_queue(self) -> None:
+        """At the end of the run: wait for the queue to drain, else say how to upload it later."""
+        if self._spool is None or not self._degraded:
+            return
+        self._wake.set()
+        self._drainer_done.wait(self._flush_timeout_s)
+        self._closing = True
+        self._wake.set()
+        with self._lock:
+            if not self._degraded:
+                return
+            waiting = self._waiting
+        why = f"refused: {_short_error(self._refused)}" if self._refused is not None else self._outage
+        self._notify(
+            f"tracking: {waiting} records of MLflow run {self._run_id} are not uploaded to {self.tracking_uri} "
+            f"({why}); they wait in {self._spool.folder}. Upload them with: dssl sync {self._spool.folder.parent}"
+        )
+
+    @property
+    def waiting(self) -> int:
+        """Records queued in the run folder and not uploaded yet."""
+        return self._waiting
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log run parameters in one batch.
@@ -398,10 +708,8 @@ class MlflowTracker:
         Args:
             params: Parameter name -> value.
         """
-        from mlflow.entities import Param
-
         flat = {sanitize_key(k): _truncate(_stringify(v), MAX_PARAM_CHARS) for k, v in _flatten(params)}
-        self._log_batch(params=[Param(k, v) for k, v in flat.items()])
+        self._submit(_batch(params=flat.items()))
 
     def log_metrics(self, metrics: Mapping[str, float], *, step: int) -> None:
         """Log metrics of one step in one batch.
@@ -413,8 +721,6 @@ class MlflowTracker:
             metrics: Metric key -> value.
             step: Training step or epoch the values belong to.
         """
-        from mlflow.entities import Metric, RunTag
-
         timestamp = int(time.time() * 1000)
         batch = []
         tags = []
@@ -424,19 +730,16 @@ class MlflowTracker:
             value = float(value)
             if not math.isfinite(value) and name not in self._nonfinite:
                 new_nonfinite.append(name)
-            batch.append(Metric(name, value, timestamp, int(step)))
+            batch.append((name, value, timestamp, int(step)))
         if new_nonfinite:
             self._nonfinite.update(new_nonfinite)
             logger.warning("non-finite metric values at step %d: %s", step, ", ".join(new_nonfinite))
-            listed = _truncate(",".join(sorted(self._nonfinite)), MAX_TAG_CHARS)
-            tags.append(RunTag("dssl.nonfinite_metrics", listed))
-        self._log_batch(metrics=batch, tags=tags)
+            tags.append(("dssl.nonfinite_metrics", _truncate(",".join(sorted(self._nonfinite)), MAX_TAG_CHARS)))
+        self._submit(_batch(metrics=batch, tags=tags))
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         """Set tags (overwriting existing ones) in one batch; values are cut to :data:`MAX_TAG_CHARS`."""
-        from mlflow.entities import RunTag
-
-        self._log_batch(tags=[RunTag(sanitize_key(k), _truncate(str(v), MAX_TAG_CHARS)) for k, v in tags.items()])
+        self._submit(_batch(tags=[(sanitize_key(k), _truncate(str(v), MAX_TAG_CHARS)) for k, v in tags.items()]))
 
     def log_evaluation(self, result: EvaluationResult, *, step: int = 0) -> None:
         """Log one evaluator's result: metrics, protocol/direction/dataset tags and a JSON artifact.
@@ -447,26 +750,24 @@ class MlflowTracker:
             result: What the evaluator returned.
             step: Step the evaluation belongs to (e.g. the epoch of an intermediate evaluation).
         """
-        from mlflow.entities import Metric, RunTag
-
         timestamp = int(time.time() * 1000)
         evaluator = sanitize_key(result.evaluator)
         metrics = []
         tags = [
-            RunTag(f"dssl.protocol.{evaluator}", result.protocol_id),
-            RunTag(f"dssl.dataset.{evaluator}", _truncate(result.dataset, MAX_TAG_CHARS)),
+            (f"dssl.protocol.{evaluator}", result.protocol_id),
+            (f"dssl.dataset.{evaluator}", _truncate(result.dataset, MAX_TAG_CHARS)),
         ]
         if result.settings.get("diagnostic"):
-            tags.append(RunTag(f"dssl.diagnostic.{evaluator}", "true"))
+            tags.append((f"dssl.diagnostic.{evaluator}", "true"))
         if result.settings.get("absent_classes"):
-            tags.append(RunTag(f"dssl.absent_classes.{evaluator}", str(result.settings["absent_classes"])))
+            tags.append((f"dssl.absent_classes.{evaluator}", str(result.settings["absent_classes"])))
         for name, metric in result.metrics.items():
             key = sanitize_key(f"{evaluator}/{name}")
-            metrics.append(Metric(key, float(metric.value), timestamp, step))
+            metrics.append((key, float(metric.value), timestamp, step))
             if metric.std is not None:
-                metrics.append(Metric(f"{key}_std", float(metric.std), timestamp, step))
-            tags.append(RunTag(f"dssl.direction.{key}", metric.direction))
-        self._log_batch(metrics=metrics, tags=tags)
+                metrics.append((f"{key}_std", float(metric.std), timestamp, step))
+            tags.append((f"dssl.direction.{key}", metric.direction))
+        self._submit(_batch(metrics=metrics, tags=tags))
         self.log_dict(result.model_dump(mode="json"), f"evaluations/{evaluator}.json")
 
     def log_dict(self, data: Mapping[str, Any], artifact_file: str) -> None:
@@ -476,7 +777,6 @@ class MlflowTracker:
             data: The mapping; non-JSON values (paths, enums) are stringified.
             artifact_file: Path of the artifact inside the run, e.g. ``"config.yaml"``.
         """
-        client = self._require_client()
         plain = _to_plain(dict(data))
         if artifact_file.endswith((".yaml", ".yml")):
             import yaml
@@ -484,14 +784,18 @@ class MlflowTracker:
             text = yaml.safe_dump(plain, sort_keys=False, default_flow_style=False)
         else:
             text = json.dumps(plain, indent=2) + "\n"
-        client.log_text(self.run_id, text, artifact_file)
+        self.log_text(text, artifact_file)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        """Store ``text`` as the artifact ``artifact_file`` (e.g. ``"grid_leaderboard.md"``)."""
+        self._submit({"op": "text", "text": text, "artifact_file": artifact_file})
 
     def log_results(self, results: RunResults) -> None:
         """Store ``results.json`` (with its schema version), filling in this run's identity if missing."""
         if results.run.run_id is None:
             run = self.info.model_copy(update={"output_dir": results.run.output_dir})
             results = results.model_copy(update={"run": run})
-        self._require_client().log_text(self.run_id, results.to_json() + "\n", "results.json")
+        self.log_text(results.to_json() + "\n", "results.json")
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         """Copy a file or a whole directory into the run's artifacts.
@@ -500,14 +804,10 @@ class MlflowTracker:
             path: Local file or directory.
             artifact_path: Directory inside the run's artifacts; the root when ``None``.
         """
-        client = self._require_client()
         path = Path(path)
-        if path.is_dir():
-            client.log_artifacts(self.run_id, str(path), artifact_path)
-        elif path.is_file():
-            client.log_artifact(self.run_id, str(path), artifact_path)
-        else:
+        if not path.exists():
             raise FileNotFoundError(f"cannot log artifact {path}: no such file or directory")
+        self._submit({"op": "artifact", "path": str(path.resolve()), "artifact_path": artifact_path})
 
 
 def _user() -> str:

@@ -1,0 +1,101 @@
+"""Preemption signals: stop a run at a safe point, with its checkpoint written, instead of dying mid-step.
+
+A cluster that preempts a job, or whose time limit is near, sends a signal first (SLURM: SIGTERM, or
+the one set with ``--signal``, e.g. ``USR1@90``) and kills the job a little later. While a
+:class:`PreemptionGuard` is active, those signals only set a flag: the trainer finishes its current
+step, writes a full checkpoint and raises :class:`~dssl.errors.PreemptedError` (exit status 75,
+"requeue"). Outside training (evaluation) nothing is worth finishing, so a signal raises at once.
+SIGINT (Ctrl-C) is never taken over: it stays ``KeyboardInterrupt``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator, Sequence
+from types import FrameType, TracebackType
+from typing import Any
+
+from dssl.errors import ConfigError, PreemptedError
+
+#: Signals a run may treat as preemption (SIGINT stays Ctrl-C; SIGKILL/SIGSTOP cannot be caught).
+PREEMPTION_SIGNALS = ("SIGTERM", "SIGUSR1", "SIGUSR2", "SIGHUP")
+
+
+def parse_signals(names: Sequence[str], *, key: str = "preempt_signals") -> list[str]:
+    """Normalise signal names (``"term"``, ``"USR1"``, ``"SIGUSR1"``) to ``SIG*`` names.
+
+    Raises:
+        ConfigError: A name that is not one of :data:`PREEMPTION_SIGNALS`.
+    """
+    normalised = []
+    for name in names:
+        text = str(name).strip().upper()
+        text = text if text.startswith("SIG") else f"SIG{text}"
+        if text not in PREEMPTION_SIGNALS:
+            raise ConfigError(f"{key}: unknown signal {name!r}; accepted: {', '.join(PREEMPTION_SIGNALS)}")
+        if text not in normalised:
+            normalised.append(text)
+    return normalised
+
+
+class PreemptionGuard:
+    """Installs handlers for preemption signals for the duration of a ``with`` block (main thread only).
+
+    Args:
+        signals: Signal names (see :func:`parse_signals`); empty: the guard does nothing.
+
+    Attributes:
+        requested: The name of the first preemption signal received, else ``None``.
+
+    Example:
+        >>> with PreemptionGuard(["SIGTERM"]) as guard:  # doctest: +SKIP
+        ...     trainer = Trainer(..., stop_requested=guard.poll)
+        ...     with guard.interruptible():
+        ...         evaluate()
+    """
+
+    def __init__(self, signals: Sequence[str]) -> None:
+        self.signals = parse_signals(signals)
+        self.requested: str | None = None
+        self._interruptible = False
+        self._previous: dict[signal.Signals, Any] = {}
+
+    def __enter__(self) -> PreemptionGuard:
+        # Python delivers signals to the main thread only; elsewhere (a grid's worker thread) keep the defaults.
+        if threading.current_thread() is threading.main_thread():
+            for name in self.signals:
+                number = getattr(signal, name, None)
+                if number is not None:
+                    self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for number, previous in self._previous.items():
+            signal.signal(number, previous)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested is None:
+            self.requested = signal.Signals(signum).name
+        if self._interruptible:
+            self._interruptible = False  # a second signal must not interrupt the unwinding
+            raise PreemptedError(self.requested)
+
+    def poll(self) -> str | None:
+        """The signal that asked the run to stop, if any (the trainer calls this after every step)."""
+        return self.requested
+
+    @contextlib.contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """Within the block a preemption signal raises :class:`PreemptedError` at once (also one already received)."""
+        if self.requested is not None:
+            raise PreemptedError(self.requested)
+        self._interruptible = True
+        try:
+            yield
+        finally:
+            self._interruptible = False
