@@ -50,7 +50,7 @@ def main() -> None:
 
     from dssl.api import evaluate_built, resolve
     from dssl.host import get_host
-    from dssl.runner import _training_loader, build_run, make_trainer
+    from dssl.runner import build_run, make_trainer, training_batches
     from rich.console import Console
 
     host = get_host()
@@ -87,7 +87,7 @@ def main() -> None:
         trainer = make_trainer(built, on_metrics=on_metrics, checkpoint_every=args.every)
         trainer.on_checkpoint = evaluate
         started = time.perf_counter()
-        trainer.fit(_training_loader(built))
+        trainer.fit(training_batches(built))
         if rows[-1]["step"] != config.optim.steps:
             evaluate(config.optim.steps)
         print(f"train + evaluations: {time.perf_counter() - started:.0f} s", flush=True)

@@ -113,7 +113,7 @@ def build(args: argparse.Namespace) -> tuple[Any, Any, list[Any]]:
     """Resolve and build the run as ``dssl bench`` does; returns (config, built run, held batches)."""
     from dssl.api import resolve
     from dssl.host import get_host
-    from dssl.runner import _training_loader, build_run
+    from dssl.runner import build_run, training_batches
 
     host = get_host()
     overrides: dict[str, Any] = {"objective": "dino", "backbone": args.backbone, "device": args.device}
@@ -122,7 +122,7 @@ def build(args: argparse.Namespace) -> tuple[Any, Any, list[Any]]:
         overrides["batch_size"] = args.batch_size
     config = resolve(host=host, sets=args.set, **overrides)
     built = build_run(config, host)
-    loader = iter(_training_loader(built))
+    loader = iter(training_batches(built))
     batches = [next(loader).to(built.device) for _ in range(args.batches)]
     del loader
     return config, built, batches

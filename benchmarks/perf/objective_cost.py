@@ -61,7 +61,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     from dssl.api import resolve
     from dssl.engine.trainer import Trainer
     from dssl.host import get_host
-    from dssl.runner import _training_loader, build_run
+    from dssl.runner import build_run, training_batches
 
     torch.set_num_threads(spec["threads"])
     host = get_host()
@@ -75,7 +75,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     except Exception as exc:  # a missing optional plugin (oaf) or a config the preset does not cover
         return {"status": f"not built: {type(exc).__name__}: {str(exc)[:160]}"}
     device = built.device
-    loader = iter(_training_loader(built))
+    loader = iter(training_batches(built))
     batches = [next(loader).to(device) for _ in range(spec["batches"])]
     del loader
     trainer = Trainer(

@@ -8,7 +8,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +18,7 @@ from dssl.host import PluginHost, get_host
 if TYPE_CHECKING:
     from torch import nn
 
+    from dssl.engine.trainer import TrainingSummary
     from dssl.registry import ComponentEntry
     from dssl.results import EvaluationResult, RunResults
     from dssl.runner import BuiltRun
@@ -77,6 +78,42 @@ def build(config: RunConfig, *, host: PluginHost | None = None) -> BuiltRun:
     from dssl.runner import build_run
 
     return build_run(config, host or get_host())
+
+
+def train(
+    built: BuiltRun,
+    *,
+    every: int = 0,
+    on_interval: Callable[[int], None] | None = None,
+    on_metrics: Callable[[Mapping[str, float], int], None] | None = None,
+    console: Any = None,
+) -> TrainingSummary:
+    """Train a built run for its ``optim.steps`` with ``dssl bench``'s engine, loader and progress bar.
+
+    Nothing is logged or checkpointed: this is the training loop alone, for scripts that evaluate along
+    the way (learning curves) or export what they trained.
+
+    Args:
+        built: From :func:`build`; its objective is trained in place.
+        every: Call ``on_interval(step)`` every ``every`` steps (not after the last one); 0 never.
+        on_interval: E.g. an evaluation with :func:`evaluate_built`; it does not change the run.
+        on_metrics: Called with the logged training metrics (loss, lr, ...) and the step, every ``log_every``.
+        console: Rich console for the progress bar; default stderr.
+
+    Returns:
+        The engine's summary (steps, seconds, images per second, last logged metrics).
+    """
+    from rich.console import Console
+
+    from dssl.engine.progress import TrainingProgress
+    from dssl.runner import make_trainer, training_batches
+
+    config = built.config
+    trainer = make_trainer(built, on_metrics=on_metrics, checkpoint_every=every)
+    trainer.on_checkpoint = on_interval
+    console = console if console is not None else Console(stderr=True)
+    with TrainingProgress(config.optim.steps, description="train", every=config.log_every, console=console) as bar:
+        return trainer.fit(training_batches(built), progress=bar)
 
 
 def evaluate_built(

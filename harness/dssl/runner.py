@@ -654,7 +654,7 @@ def _train(
         trainer.on_checkpoint = write_checkpoint
     if checkpoint is not None:
         trainer.load_state_dict(checkpoint)
-    loader = _training_loader(built, start_step=trainer.start_step, bad_images_log=run_dir / BAD_IMAGES_FILE)
+    loader = training_batches(built, start_step=trainer.start_step, bad_images_log=run_dir / BAD_IMAGES_FILE)
     with TrainingProgress(config.optim.steps, description="train", every=config.log_every, console=console) as bar:
         summary = trainer.fit(loader, progress=bar)
     return trainer, summary
@@ -676,7 +676,7 @@ def make_trainer(built: BuiltRun, **extra: Any) -> Any:
     )
 
 
-def _training_loader(built: BuiltRun, *, start_step: int = 0, bad_images_log: Path | None = None) -> Any:
+def training_batches(built: BuiltRun, *, start_step: int = 0, bad_images_log: Path | None = None) -> Any:
     """The run's endless loader of view batches, starting at the batch of ``start_step``.
 
     Args:
@@ -743,7 +743,7 @@ def profile_bench(config: RunConfig, *, host: PluginHost, steps: int, warmup: in
     built = build_run(config, host)
     profiler = StepProfiler(built.device, steps=steps, warmup=warmup)
     trainer = make_trainer(built, profiler=profiler)
-    trainer.fit(_training_loader(built))
+    trainer.fit(training_batches(built))
     report = profiler.report()
     console.print(
         report.table(

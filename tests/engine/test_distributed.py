@@ -26,12 +26,12 @@ def _train(config: dict[str, Any]) -> tuple[list[float], float]:
     """Train ``config`` with the engine; the logged losses and a checksum of the final student."""
     from dssl.config import RunConfig
     from dssl.host import get_host
-    from dssl.runner import _training_loader, build_run, make_trainer
+    from dssl.runner import build_run, make_trainer, training_batches
 
     losses: list[float] = []
     built = build_run(RunConfig.model_validate(config), get_host())
     trainer = make_trainer(built, on_metrics=lambda metrics, step: losses.append(metrics["loss"]))
-    trainer.fit(_training_loader(built))
+    trainer.fit(training_batches(built))
     checksum = float(sum(p.detach().double().sum() for p in built.objective.backbone.parameters()))
     return losses, checksum
 

@@ -174,11 +174,12 @@ def _colour_pair(
 
 
 # ---------------------------------------------------------------------------------------------- stuff
-# Stuff textures take pixel-centre coordinates ys (S, 1) and xs (1, S) and return t (S, S) in [0, 1],
+# Stuff textures take pixel-centre coordinates ys (S, 1) and xs (1, S), the image side S and the texel
+# (image pixels per pixel of the 96x96 reference, times the texture scale), and return t (S, S) in [0, 1],
 # the mix between the region's two colours.
 
 
-def _sky(rng: np.random.Generator, ys: FloatArray, xs: FloatArray, size: int) -> FloatArray:
+def _sky(rng: np.random.Generator, ys: FloatArray, xs: FloatArray, size: int, texel: float) -> FloatArray:
     """Smooth, nearly vertical gradient."""
     tilt = rng.uniform(-0.4, 0.4)
     gain = rng.uniform(0.8, 1.3)
@@ -186,7 +187,7 @@ def _sky(rng: np.random.Generator, ys: FloatArray, xs: FloatArray, size: int) ->
     return np.clip(along * gain + 0.5, 0.0, 1.0)
 
 
-def _grass(rng: np.random.Generator, ys: FloatArray, xs: FloatArray, size: int) -> FloatArray:
+def _grass(rng: np.random.Generator, ys: FloatArray, xs: FloatArray, size: int, texel: float) -> FloatArray:
     """Vertical blades: noise stretched vertically, with a random phase per column.
 
     The noise table lives on the 96x96 reference grid so that the number of draws, and hence the
@@ -196,24 +197,24 @@ def _grass(rng: np.random.Generator, ys: FloatArray, xs: FloatArray, size: int) 
     blade = rng.uniform(3.0, 6.0)
     noise = rng.random((int(_REF_SIZE / 3.0) + 2, ref), dtype=np.float32)
     shift = rng.random(ref)
-    col = (xs * (_REF_SIZE / size)).astype(np.intp)
-    row = (ys * (_REF_SIZE / size) / blade + shift[col]).astype(np.intp)
+    col = (xs / texel).astype(np.intp)
+    row = (ys / texel / blade + shift[col]).astype(np.intp)
     return noise[row, col]
 
 
-def _water(rng: np.random.Generator, ys: FloatArray, xs: FloatArray, size: int) -> FloatArray:
+def _water(rng: np.random.Generator, ys: FloatArray, xs: FloatArray, size: int, texel: float) -> FloatArray:
     """Horizontal stripes bent by a sine wave."""
-    period = rng.uniform(6.0, 11.0) * size / _REF_SIZE
-    amp = rng.uniform(1.0, 3.0) * size / _REF_SIZE
+    period = rng.uniform(6.0, 11.0) * texel
+    amp = rng.uniform(1.0, 3.0) * texel
     wavelength = rng.uniform(0.3, 0.8) * size
     ph1, ph2 = rng.uniform(0.0, _TWO_PI, 2)
     bent = ys + amp * np.sin(xs * (_TWO_PI / wavelength) + ph1)
     return 0.5 + 0.5 * np.sin(bent * (_TWO_PI / period) + ph2)
 
 
-def _brick(rng: np.random.Generator, ys: FloatArray, xs: FloatArray, size: int) -> FloatArray:
+def _brick(rng: np.random.Generator, ys: FloatArray, xs: FloatArray, size: int, texel: float) -> FloatArray:
     """Brick wall: mortar lines (t = 1) on a grid whose every other row is offset by half a brick."""
-    height = rng.uniform(7.0, 11.0) * size / _REF_SIZE
+    height = rng.uniform(7.0, 11.0) * texel
     width = height * rng.uniform(1.8, 2.6)
     mortar = max(1.0, 0.18 * height)
     oy, ox = rng.uniform(0.0, height), rng.uniform(0.0, width)
@@ -222,7 +223,7 @@ def _brick(rng: np.random.Generator, ys: FloatArray, xs: FloatArray, size: int) 
     return (((ys + oy) % height < mortar) | (xr % width < mortar)).astype(np.float32)
 
 
-_STUFF_TEXTURES: tuple[Callable[[np.random.Generator, FloatArray, FloatArray, int], FloatArray], ...] = (
+_STUFF_TEXTURES: tuple[Callable[[np.random.Generator, FloatArray, FloatArray, int, float], FloatArray], ...] = (
     _sky,
     _grass,
     _water,
@@ -344,7 +345,12 @@ def _pixel_centres(size: int) -> np.ndarray:
 
 
 def _paint_background(
-    rng: np.random.Generator, size: int, image: np.ndarray, mask: np.ndarray, palette: NaturalHues | None
+    rng: np.random.Generator,
+    size: int,
+    image: np.ndarray,
+    mask: np.ndarray,
+    palette: NaturalHues | None,
+    texture_scale: float,
 ) -> None:
     """Fill the whole image with one stuff region, or two split by a wavy horizon or a blob."""
     centres = _pixel_centres(size)
@@ -369,7 +375,7 @@ def _paint_background(
             region = dy * dy + dx * dx <= 1.0 + wobble * np.sin(lobes * np.arctan2(dy, dx) + phase)
         regions.append((second, region))
     for cls, region in regions:
-        t = _STUFF_TEXTURES[cls](rng, ys, xs, size)
+        t = _STUFF_TEXTURES[cls](rng, ys, xs, size, size / _REF_SIZE * texture_scale)
         c1, c2 = _colour_pair(rng, cls, palette)
         colour = c1 + t[..., None] * (c2 - c1)
         if region is None:
@@ -381,7 +387,12 @@ def _paint_background(
 
 
 def _render_scene(
-    rng: np.random.Generator, size: int, palette: NaturalHues | None = None, *, object_centric: bool = False
+    rng: np.random.Generator,
+    size: int,
+    palette: NaturalHues | None = None,
+    *,
+    object_centric: bool = False,
+    texture_scale: float = 1.0,
 ) -> EmbeddedScene:
     """Render one scene from ``rng``; every random draw comes from it, in a fixed order.
 
@@ -391,7 +402,7 @@ def _render_scene(
     image = np.empty((size, size, 3), dtype=np.float32)
     mask = np.empty((size, size), dtype=np.int64)
     instances = np.full((size, size), -1, dtype=np.int16)
-    _paint_background(rng, size, image, mask, palette)
+    _paint_background(rng, size, image, mask, palette, texture_scale)
 
     centres = _pixel_centres(size)
     scale = size / _REF_SIZE
@@ -408,7 +419,7 @@ def _render_scene(
         radius = rng.uniform(*radius_range) * size / 2
         cy, cx = rng.uniform(*centre_range, 2) * size
         theta = rng.uniform(0.0, _TWO_PI)
-        period = max(3.0, rng.uniform(5.0, 8.0) * scale)
+        period = max(3.0, rng.uniform(5.0, 8.0) * scale * texture_scale)
         c1, c2 = _colour_pair(rng, THING_CLASSES[k], palette)
         shape_fn, texture_fn = _THINGS[k]
 
@@ -488,6 +499,7 @@ class EmbeddedDataset(Dataset[dict[str, torch.Tensor]]):
         seed: int = 0,
         palette: Literal["random", "natural"] = "random",
         object_centric: bool = False,
+        texture_scale: float = 1.0,
     ) -> None:
         if split not in _SPLIT_KEYS:
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
@@ -507,6 +519,9 @@ class EmbeddedDataset(Dataset[dict[str, torch.Tensor]]):
             raise ValueError(f"palette must be 'random' or 'natural', got {palette!r}")
         self.palette = palette
         self.object_centric = object_centric
+        if not 1.0 <= texture_scale <= 3.0:
+            raise ValueError(f"texture_scale must be in [1, 3], got {texture_scale}")
+        self.texture_scale = float(texture_scale)
 
     def __len__(self) -> int:
         return self.num_images
@@ -535,7 +550,13 @@ class EmbeddedDataset(Dataset[dict[str, torch.Tensor]]):
     def scene(self, index: int) -> EmbeddedScene:
         """Render image ``index`` with its instance bookkeeping (for tests, debugging and plots)."""
         palette = NaturalHues(self.rng(index, stream=1)) if self.palette == "natural" else None
-        return _render_scene(self.rng(index), self.size, palette, object_centric=self.object_centric)
+        return _render_scene(
+            self.rng(index),
+            self.size,
+            palette,
+            object_centric=self.object_centric,
+            texture_scale=self.texture_scale,
+        )
 
     def render(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Render image ``index`` in numpy.
@@ -581,7 +602,14 @@ def build_embedded(
     ``data_root`` is part of every dataset factory's signature; generated data ignores it.
     """
     num_images = options.num_train if split == "train" else options.num_val
-    return EmbeddedDataset(split, size=options.size, num_images=num_images, seed=options.seed)
+    return EmbeddedDataset(
+        split,
+        size=options.size,
+        num_images=num_images,
+        seed=options.seed,
+        object_centric=options.object_centric,
+        texture_scale=options.texture_scale,
+    )
 
 
 def build_embedded_natural(
@@ -596,4 +624,5 @@ def build_embedded_natural(
         seed=options.seed,
         palette="natural",
         object_centric=options.object_centric,
+        texture_scale=options.texture_scale,
     )

@@ -35,3 +35,4 @@ class EmbeddedOptions(BaseModel):
         description="Dataset seed; image i of a split depends only on (seed, split, i, size).",
     )
     object_centric: bool = Field(False, description="EXPERIMENT")
+    texture_scale: float = Field(1.0, description="EXPERIMENT")

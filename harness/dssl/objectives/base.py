@@ -121,6 +121,15 @@ class Objective(nn.Module):
         return options
 
     @property
+    def loss_terms(self) -> tuple[str, ...]:
+        """Keys of :meth:`forward`'s output that are the terms the loss is made of; default ``("loss",)``.
+
+        A term that sits at exactly 0 (or stops reaching the backbone) is a part of the method that stopped
+        learning, as CoTAP's ranking term did under a collapsed filter: the learning tests check each one.
+        """
+        return ("loss",)
+
+    @property
     def method_label(self) -> str:
         """The method's name on leaderboards when a variant of the objective is a different method (CoTAP with
         OAF: ``"cotap+oaf"``). ``""`` (the default): the objective's registered name, which the runner uses."""

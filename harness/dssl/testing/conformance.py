@@ -284,6 +284,14 @@ def check_objective(entry: ComponentEntry) -> None:
     _require(isinstance(loss, torch.Tensor) and loss.ndim == 0, entry, "forward returns a scalar 'loss'")
     _require(bool(torch.isfinite(loss)), entry, "loss is finite")
     _require(loss.requires_grad, entry, "loss depends on trainable parameters")
+    terms = tuple(getattr(objective, "loss_terms", ("loss",)))
+    missing = [t for t in terms if t not in outputs]
+    _require(not missing, entry, f"forward returns every term of loss_terms (missing: {', '.join(missing)})")
+    _require(
+        all(isinstance(outputs[t], torch.Tensor) and bool(torch.isfinite(outputs[t]).all()) for t in terms),
+        entry,
+        "every loss term is a finite tensor",
+    )
     loss.backward()
     backbone_grads = [p.grad for p in objective.backbone.parameters() if p.grad is not None]
     _require(any(bool(g.abs().sum() > 0) for g in backbone_grads), entry, "gradients reach the backbone")

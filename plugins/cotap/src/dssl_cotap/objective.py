@@ -65,6 +65,11 @@ class CoTAPObjective(DINOObjective):
     options_class: ClassVar[type[CoTAPOptions]] = CoTAPOptions  # type: ignore[assignment]
     options: CoTAPOptions
 
+    @property
+    def loss_terms(self) -> tuple[str, ...]:
+        """The DINO term and the CoTAP ranking term."""
+        return ("dino_loss", "cotap_loss")
+
     def __init__(
         self, backbone: nn.Module, options: CoTAPOptions | dict[str, Any] | None = None, *, total_steps: int
     ) -> None:

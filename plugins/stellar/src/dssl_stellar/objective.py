@@ -122,6 +122,24 @@ class StellarObjective(Objective):
     """
 
     default_augmentation: ClassVar[str] = "stellar"
+
+    @property
+    def loss_terms(self) -> tuple[str, ...]:
+        """The terms this configuration optimises (reconstruction, KoLeo and ``[CLS]`` terms are optional)."""
+        o = self.options
+        terms = ["clustering_loss"]
+        if self.decoder is not None:
+            terms.append("reconstruction")
+        if o.koleo_weight > 0:
+            terms.append("koleo_loss")
+        if o.num_masks > 0:
+            terms.append("mask_loss")
+        if self.cls_head is not None:
+            terms.append("cls_clustering_loss")
+            if o.num_masks > 0 or o.num_local_crops > 0:
+                terms.append("cls_loss")
+        return tuple(terms)
+
     options_class: ClassVar[type[StellarOptions]] = StellarOptions
     options: StellarOptions
 

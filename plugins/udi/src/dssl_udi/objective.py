@@ -64,6 +64,12 @@ class UDIObjective(Objective):
     """
 
     default_augmentation: ClassVar[str] = "udi"
+
+    @property
+    def loss_terms(self) -> tuple[str, ...]:
+        """The three levels UDI averages: ``[CLS]``, ``[CLS+]`` and the patch level."""
+        return ("level_cls", "level_clsp", "level_patch")
+
     options_class: ClassVar[type[UDIOptions]] = UDIOptions
     options: UDIOptions
 
