@@ -260,6 +260,48 @@ def default_preset(device: str) -> str:
     return "gpu" if torch.cuda.is_available() else "cpu"
 
 
+_DEFAULT_DATASET: str = DatasetConfig.model_fields["name"].default
+
+
+def _section(layer: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = layer.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+def preset_datasets_for(preset: Mapping[str, Any], user: Mapping[str, Any]) -> dict[str, Any]:
+    """A preset's dataset settings, kept only where they concern the datasets the run will use.
+
+    A preset's ``dataset`` options are for the preset's training dataset and its ``eval_dataset`` for that
+    training dataset's evaluation; neither may reach another dataset the user picked:
+
+    * the user names another training dataset (``--dataset X``): the preset's ``dataset`` name and options
+      are dropped, and so is its ``eval_dataset`` unless the user names that very dataset for evaluation —
+      the run then evaluates on ``X`` (``eval_dataset`` unset means the training dataset);
+    * the user names an evaluation dataset (``--eval-dataset Y``): the preset's ``eval_dataset`` options
+      apply only when ``Y`` is the preset's evaluation dataset.
+
+    Args:
+        preset: The preset layer (``registry.yaml`` preset merged with its per-objective settings).
+        user: Every layer above the preset merged (``--config``, flags, ``--set``).
+
+    Returns:
+        A copy of ``preset`` without the settings that do not apply.
+    """
+    kept = copy.deepcopy(dict(preset))
+    preset_train = _section(kept, "dataset").get("name") or _DEFAULT_DATASET
+    train = _section(user, "dataset").get("name") or preset_train
+    if train != preset_train and isinstance(kept.get("dataset"), dict):
+        kept["dataset"].pop("name", None)
+        kept["dataset"].pop("options", None)
+    preset_eval = kept.get("eval_dataset")
+    if isinstance(preset_eval, Mapping):
+        asked = _section(user, "eval_dataset").get("name")
+        applies = asked == (preset_eval.get("name") or preset_train) if asked else train == preset_train
+        if not applies:
+            del kept["eval_dataset"]
+    return kept
+
+
 def resolve_config(
     *,
     base: Mapping[str, Any] | None = None,
@@ -296,9 +338,12 @@ def resolve_config(
     preset = partial.preset or default_preset(partial.device)
     from dssl.catalogue import load_catalogue
 
-    preset_layer = load_catalogue().preset_layer(preset, partial.objective.name)
+    preset_layer = preset_datasets_for(load_catalogue().preset_layer(preset, partial.objective.name), user)
     layered = deep_merge(preset_layer, user)
     layered["preset"] = preset
+    if isinstance(layered.get("eval_dataset"), Mapping) and not layered["eval_dataset"].get("name"):
+        # Evaluation options given without a dataset name are for the dataset the run trains on.
+        layered["eval_dataset"]["name"] = (layered.get("dataset") or {}).get("name") or _DEFAULT_DATASET
     # A preset tunes evaluators the user may not run (e.g. STELLAR's knn settings with --eval linear_seg):
     # its settings for unselected evaluators are dropped; the user's own stray settings still fail.
     selected = set(

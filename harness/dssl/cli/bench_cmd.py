@@ -10,7 +10,12 @@ from dssl.cli.context import host_from_context
 @click.command()
 @click.option("--objective", help="Objective (SSL method), e.g. dino, cotap.")
 @click.option("--backbone", help="Backbone alias from registry.yaml (vit_t16, vit_s16, ...) or a timm ViT name.")
-@click.option("--dataset", help="Dataset, e.g. embedded (generated, no download).")
+@click.option("--dataset", help="Dataset to train on, e.g. embedded (generated, no download); also evaluated on.")
+@click.option(
+    "--eval-dataset",
+    help="Dataset the evaluators use (its train and val splits); default: the training dataset "
+    "(or the preset's evaluation set of it).",
+)
 @click.option("--augmentation", help="Augmentation; default: the objective's own.")
 @click.option(
     "--eval",
@@ -73,6 +78,7 @@ def bench(ctx: click.Context, **params: object) -> None:
         "backbone.name": params["backbone"],
         "backbone.init": params["init"],
         "dataset.name": params["dataset"],
+        "eval_dataset.name": params["eval_dataset"],
         "augmentation.name": params["augmentation"],
         "evaluators": list(params["evaluators"]) or None,  # type: ignore[call-overload]
         "optim.steps": params["steps"],
