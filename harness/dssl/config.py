@@ -176,17 +176,87 @@ class RunConfig(_Section):
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
-    def fingerprint(self) -> str:
-        """Hash of what changes the numbers (not where they are logged): identifies a grid cell."""
-        data = self.to_dict()
-        for volatile in ("tracking", "output_dir", "log_every", "data_root", "baselines", "preempt_signals"):
-            data.pop(volatile, None)
-        # The bad-image policy never changes the numbers of a run that finishes ("error" stops at the first
-        # unreadable image), and leaving it out keeps the fingerprints of earlier runs.
-        for section in ("dataset", "eval_dataset"):
-            if isinstance(data.get(section), dict):
-                data[section].pop("bad_images", None)
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    def fingerprint(self, *, trained: bool = True) -> str:
+        """Hash of what changes the numbers (not where they are logged): identifies a grid cell.
+
+        Args:
+            trained: ``False`` for an evaluation-only run (``dssl eval``), whose numbers do not depend on
+                the training settings (see :func:`numbers_of`).
+        """
+        return _digest(numbers_of(self.to_dict(), trained=trained))
+
+    def row_key(self, evaluator: str, *, trained: bool = True) -> str:
+        """Hash of what changes ``evaluator``'s numbers apart from the seed: runs sharing it are one leaderboard row.
+
+        Args:
+            evaluator: A selected evaluator.
+            trained: ``False`` for an evaluation-only run.
+        """
+        return _digest(comparable_settings(self.to_dict(), evaluator, trained=trained))
+
+
+#: Keys of a run configuration that never change its numbers: where they are logged and stored, how often the
+#: loss is printed, where the data lives, what is evaluated beside the run, which signals stop it.
+VOLATILE_KEYS = ("tracking", "output_dir", "log_every", "data_root", "baselines", "preempt_signals")
+#: Keys that only shape training: an evaluation-only run's numbers do not depend on them.
+TRAINING_KEYS = ("objective", "augmentation", "dataset", "optim", "compile", "checkpoint_every")
+
+
+def _digest(data: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def numbers_of(config: Mapping[str, Any], *, trained: bool = True) -> dict[str, Any]:
+    """What in a configuration (a :meth:`RunConfig.to_dict`) changes a run's numbers.
+
+    Args:
+        config: The resolved configuration as plain data.
+        trained: ``False`` for an evaluation-only run: the training keys are left out and the evaluation
+            dataset is named explicitly (``eval_dataset`` unset evaluates on ``dataset``).
+    """
+    data = copy.deepcopy(dict(config))
+    for volatile in VOLATILE_KEYS:
+        data.pop(volatile, None)
+    # The bad-image policy never changes the numbers of a run that finishes ("error" stops at the first
+    # unreadable image), and leaving it out keeps the fingerprints of earlier runs.
+    for section in ("dataset", "eval_dataset"):
+        if isinstance(data.get(section), dict):
+            data[section].pop("bad_images", None)
+    if not trained:
+        data["eval_dataset"] = data.get("eval_dataset") or data.get("dataset")
+        for key in TRAINING_KEYS:
+            data.pop(key, None)
+    return data
+
+
+def comparable_settings(config: Mapping[str, Any], evaluator: str, *, trained: bool = True) -> dict[str, Any]:
+    """What changes ``evaluator``'s numbers in a configuration apart from the seed, as flat dotted keys.
+
+    The seed, the list of evaluators and the other evaluators' options are left out (two runs that differ in
+    them measure this evaluator's number alike), and the evaluation dataset is named explicitly.
+
+    Args:
+        config: The resolved configuration as plain data (:meth:`RunConfig.to_dict`, a run's ``config.yaml``).
+        evaluator: The evaluator whose numbers are compared.
+        trained: ``False`` for an evaluation-only run.
+
+    Returns:
+        ``{"optim.steps": 200, "backbone.init": "random", ...}``.
+    """
+    data = numbers_of(config, trained=trained)
+    data.pop("seed", None)
+    data.pop("evaluators", None)
+    data["evaluator_options"] = {evaluator: (data.get("evaluator_options") or {}).get(evaluator, {})}
+    data["eval_dataset"] = data.get("eval_dataset") or data.get("dataset")
+    return dict(_flat(data))
+
+
+def _flat(data: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
+    for key, value in data.items():
+        if isinstance(value, Mapping) and value:
+            yield from _flat(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
 
 
 # --- layering -----------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from dssl.config import RunConfig, resolve_backbone_entry
 from dssl.errors import ConfigError, DsslError, PreemptedError, RunFailedError
 from dssl.host import PluginHost
 from dssl.results import EvaluationResult, RunInfo, RunResults
-from dssl.tracking.leaderboard import METHOD_TAG
+from dssl.tracking.leaderboard import METHOD_TAG, ROW_KEY_TAG
 from dssl.tracking.mlflow_tracker import OUTPUT_DIR_TAG
 from dssl.tracking.spool import QUEUE_DIR
 
@@ -610,6 +610,7 @@ def _start_logging(tracker: Any, built: BuiltRun, run_dir: Path) -> None:
     tracker.set_tags(
         environment_tags(device=str(built.device), plugins=built.plugins)
         | {"dssl.init": built.init_report[:500], METHOD_TAG: method}
+        | {f"{ROW_KEY_TAG}{name}": config.row_key(name) for name in config.evaluators}
     )
     tracker.set_tags({OUTPUT_DIR_TAG: str(run_dir.resolve())})
     tracker.log_dict(config.to_dict(), "config.yaml")

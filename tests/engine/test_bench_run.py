@@ -62,7 +62,11 @@ def test_tiny_bench_trains_evaluates_and_logs(store, tmp_path):
     assert again.status == "FINISHED"
     board = CliRunner().invoke(cli, ["leaderboard", "--format", "json", "--metric", "linear_seg/miou"])
     rows = json.loads(board.output)
-    assert rows[0]["n_seeds"] == 2 and rows[0]["protocol"] == "linear_seg@1"
+    # Another init is another configuration: a row of its own, the init named as what sets the two apart.
+    assert sorted((r["variant"], r["n_seeds"], r["protocol"]) for r in rows) == [
+        ("init=random", 1, "linear_seg@1"),
+        (f"init=runs:/{run.info.run_id}", 1, "linear_seg@1"),
+    ]
 
 
 def test_non_finite_loss_fails_the_run_and_exits_1(store, monkeypatch):

@@ -19,6 +19,9 @@ import click
 )
 @click.option("--reference", is_flag=True, help="Add published numbers from registry.yaml (marked as such).")
 @click.option("--diagnostics", is_flag=True, help="Include diagnostic evaluators (concentration, DSE).")
+@click.option(
+    "--all", "all_runs", is_flag=True, help="List the superseded runs (older runs of a seed) under their rows."
+)
 def leaderboard(
     tracking_uri: str | None,
     experiment: str | None,
@@ -27,8 +30,13 @@ def leaderboard(
     fmt: str,
     reference: bool,
     diagnostics: bool,
+    all_runs: bool,
 ) -> None:
-    """Runs grouped by configuration, mean ± std over seeds, one ranking per protocol version."""
+    """Runs grouped by configuration, mean ± std over seeds, one ranking per protocol version.
+
+    A row holds runs that differ only in the seed; rows of one method that differ in a setting show it in a
+    variant column. When a seed was run again, the latest run counts and the older one is superseded.
+    """
     from dssl.catalogue import load_catalogue
     from dssl.tracking.leaderboard import collect_rows, filter_rows, reference_rows, render, sort_rows
     from dssl.tracking.mlflow_tracker import default_tracking_uri
@@ -43,7 +51,7 @@ def leaderboard(
     if not rows:
         click.echo(f"no finished runs with metrics in {uri}" + (f" (experiment {experiment})" if experiment else ""))
         return
-    output = render(sort_rows(rows), fmt)  # type: ignore[arg-type]
+    output = render(sort_rows(rows), fmt, all_runs=all_runs)  # type: ignore[arg-type]
     if output:
         click.echo(output)
 

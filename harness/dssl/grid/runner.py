@@ -35,7 +35,6 @@ import os
 import re
 import shutil
 import signal
-import statistics
 import sys
 import tempfile
 import time
@@ -50,7 +49,7 @@ from pydantic import ValidationError
 
 from dssl.errors import REQUEUE_EXIT_CODE, ConfigError, PreemptedError, RunFailedError, UsageError
 from dssl.grid.spec import GridCell, GridSpec, LauncherSpec
-from dssl.tracking.leaderboard import ABSENT_CLASSES_TAG, LeaderboardRow, search_all_runs
+from dssl.tracking.leaderboard import LeaderboardRow, search_all_runs
 from dssl.validation import describe_validation_error
 
 if TYPE_CHECKING:
@@ -689,65 +688,38 @@ def _mark_failed(tracking_uri: str, run_id: str, error: str) -> None:
 def grid_rows(cells: Sequence[PlannedCell], *, tracking_uri: str) -> list[LeaderboardRow]:
     """Aggregate the evaluation metrics of the cells' finished runs over seeds.
 
-    Rows are per (objective label, backbone label, dataset label) and column, a column being one metric
-    under one protocol id (``<protocol>@<version>``) on one evaluation dataset, so that numbers of two
-    protocol versions never share a column. Metrics follow :func:`dssl.tracking.leaderboard.collect_rows`:
-    ``<evaluator>/<metric>`` with a ``dssl.protocol.<evaluator>`` tag, ``*_std`` companions left out.
+    Rows are grouped like the leaderboard's (:func:`dssl.tracking.leaderboard.aggregate_runs`: runs that differ
+    only in the seed), named by the cells' labels (objective, backbone and dataset labels), so that numbers of
+    two protocol versions never share a column and cells whose settings differ (a per-seed override) never
+    share a row. Only the run of each cell counts.
     """
-    done = [c for c in cells if c.status in ("finished", "skipped", "done") and c.run_id]
+    from dssl.config import comparable_settings
+    from dssl.tracking.leaderboard import aggregate_runs
+
+    done = {c.run_id: c for c in cells if c.status in ("finished", "skipped", "done") and c.run_id}
     if not done:
         return []
     client = _client(tracking_uri, create=False)
     if client is None:
         return []
-    groups: dict[tuple[str, ...], list[tuple[int, str, float]]] = {}
-    directions: dict[tuple[str, ...], str] = {}
-    for item in done:
-        run = client.get_run(item.run_id)
-        tags, metrics = run.data.tags, run.data.metrics
-        for key, value in metrics.items():
-            evaluator, sep, name = key.partition("/")
-            if not sep or (name.endswith("_std") and key[: -len("_std")] in metrics):
-                continue
-            protocol = tags.get(f"dssl.protocol.{evaluator}")
-            if protocol is None:
-                continue
-            dataset = tags.get(f"dssl.dataset.{evaluator}") or item.cell.dataset.key
-            cell = item.cell
-            absent = tags.get(f"{ABSENT_CLASSES_TAG}{evaluator}", "")
-            group = (cell.objective.key, cell.backbone.key, cell.dataset.key, dataset, protocol, key, absent)
-            directions.setdefault(group, "lower" if tags.get(f"dssl.direction.{key}") == "lower" else "higher")
-            groups.setdefault(group, []).append((cell.seed, item.run_id or "", float(value)))
-    rows = []
-    for group, seeds in groups.items():
-        objective, backbone, train_dataset, dataset, protocol, key, absent = group
-        seeds.sort()
-        values = [v for _, _, v in seeds]
-        rows.append(
-            LeaderboardRow(
-                objective=objective,
-                backbone=backbone,
-                dataset=dataset,
-                protocol=protocol,
-                metric=key,
-                mean=statistics.fmean(values),
-                std=statistics.stdev(values) if len(values) > 1 else None,
-                n_seeds=len(values),
-                direction="lower" if directions[group] == "lower" else "higher",
-                run_ids=[run_id for _, run_id, _ in seeds],
-                train_dataset=train_dataset,
-                absent_classes=absent or None,
-            )
-        )
-    return rows
+
+    def labels(run: Any) -> tuple[str, str, str]:
+        return _label_of(done[run.info.run_id])
+
+    def settings(run: Any, evaluator: str) -> dict[str, Any]:
+        item = done[run.info.run_id]
+        return comparable_settings(item.config.to_dict(), evaluator, trained=item.cell.checkpoint is None)
+
+    return aggregate_runs([client.get_run(run_id) for run_id in done], identity=labels, settings=settings)
+
+
+def _label_of(item: PlannedCell) -> tuple[str, str, str]:
+    """The grid row of a cell: its objective (or checkpoint), backbone and dataset labels."""
+    return item.cell.objective.key, item.cell.backbone.key, item.cell.dataset.key
 
 
 def _row_labels(outcome: GridOutcome) -> list[tuple[str, str, str]]:
-    seen: dict[tuple[str, str, str], None] = {}
-    for item in outcome.cells:
-        cell = item.cell
-        seen.setdefault((cell.objective.key, cell.backbone.key, cell.dataset.key), None)
-    return list(seen)
+    return list(dict.fromkeys(_label_of(item) for item in outcome.cells))
 
 
 def _natural(text: str) -> list[Any]:
@@ -766,7 +738,7 @@ class _Table:
 
 def _tables(outcome: GridOutcome) -> list[_Table]:
     """The grid leaderboard: per (evaluator, protocol id, dataset, absent-class convention), a row per cell
-    label and a column per metric.
+    label (one per variant when cells of a label differ in more than the seed) and a column per metric.
 
     A column is one metric under one protocol id, so numbers of two protocol versions never share one.
     """
@@ -781,31 +753,28 @@ def _tables(outcome: GridOutcome) -> list[_Table]:
             metrics.setdefault(row.metric, "↑" if row.direction == "higher" else "↓")
         header = ["objective", "backbone", "dataset", "seeds"]
         header += [f"{metric.partition('/')[2] or metric} {arrow}" for metric, arrow in metrics.items()]
-        index = {(r.objective, r.backbone, r.train_dataset or "", r.metric): r for r in rows}
         body = []
-        for objective, backbone, train_dataset in _row_labels(outcome):
-            items = [
-                c
-                for c in outcome.cells
-                if (c.cell.objective.key, c.cell.backbone.key, c.cell.dataset.key)
-                == (objective, backbone, train_dataset)
-            ]
+        for label in _row_labels(outcome):
+            items = [c for c in outcome.cells if _label_of(c) == label]
             ok = sum(c.status in ("finished", "skipped", "done") for c in items)
             failed = sum(c.status == "failed" for c in items)
-            line = [
-                objective,
-                backbone,
-                train_dataset,
-                f"{ok}/{len(items)}" + (f" ({failed} failed)" if failed else ""),
-            ]
-            for metric in metrics:
-                row = index.get((objective, backbone, train_dataset, metric))
-                if row is None:
-                    line.append("—")
-                    continue
-                text = row.value_text if math.isfinite(row.mean) else "nan"
-                line.append(text + (f" (n={row.n_seeds})" if row.n_seeds != ok else ""))
-            body.append(line)
+            seeds = f"{ok}/{len(items)}" + (f" ({failed} failed)" if failed else "")
+            mine = [r for r in rows if (r.objective, r.backbone, r.train_dataset or "") == label]
+            variants: dict[str, dict[str, LeaderboardRow]] = {}
+            for row in mine:
+                variants.setdefault(row.row_key or "", {})[row.metric] = row
+            for by_metric in variants.values() or [{}]:
+                variant = next((r.variant for r in by_metric.values() if r.variant), None)
+                objective = label[0] + (f" [{variant}]" if variant else "")
+                line = [objective, label[1], label[2], seeds]
+                for metric in metrics:
+                    row = by_metric.get(metric)
+                    if row is None:
+                        line.append("—")
+                        continue
+                    text = row.value_text if math.isfinite(row.mean) else "nan"
+                    line.append(text + (f" (n={row.n_seeds})" if row.n_seeds != ok else ""))
+                body.append(line)
         title = f"{evaluator} — {protocol} on {dataset}" + (f" (absent classes: {absent})" if absent else "")
         tables.append(_Table(title=title, header=header, body=body))
     return tables
