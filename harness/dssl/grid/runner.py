@@ -82,7 +82,7 @@ class PlannedCell:
     Attributes:
         cell: The grid cell.
         config: Its resolved run configuration.
-        fingerprint: ``config.fingerprint()``.
+        fingerprint: ``config.fingerprint()`` (of an evaluation-only run for a ``checkpoints`` cell).
         status: ``done`` (a finished run exists; ``skipped`` once the grid ran), ``pending``, ``finished``
             (ran now) or ``failed``.
         run_id: The MLflow run of the cell (the earlier one when skipped).
@@ -99,6 +99,11 @@ class PlannedCell:
     error: str | None = None
     seconds: float | None = None
     resume_run_id: str | None = None
+
+    @property
+    def label(self) -> str | None:
+        """The name of the weights an evaluation-only (``checkpoints``) cell evaluates; ``None`` for training."""
+        return self.cell.objective.key if self.cell.checkpoint is not None else None
 
     @property
     def report(self) -> str:
@@ -179,7 +184,8 @@ def plan_grid(
             detail = describe_validation_error(exc) if isinstance(exc, ValidationError) else str(exc)
             detail = detail.replace("Value error, ", "").lstrip(": ")
             raise ConfigError(f"{where}cell {cell.label} seed {cell.seed}: {detail}") from None
-        planned.append(PlannedCell(cell=cell, config=config, fingerprint=config.fingerprint()))
+        fingerprint = config.fingerprint(trained=cell.checkpoint is None)
+        planned.append(PlannedCell(cell=cell, config=config, fingerprint=fingerprint))
     finished = _finished_runs_by_fingerprint(tracking_uri, experiment, {p.fingerprint for p in planned})
     for item in planned:
         if item.fingerprint in finished:
@@ -335,6 +341,7 @@ def run_grid(
                 "grid": name,
                 "cells": len(cells),
                 "objectives": [e.key for e in spec.objectives],
+                "checkpoints": [e.label for e in spec.checkpoints],
                 "backbones": [e.key for e in spec.backbones],
                 "datasets": [e.key for e in spec.datasets],
                 "evaluators": spec.evaluators,
@@ -451,14 +458,17 @@ def _run_in_process(
     host: PluginHost,
     **_: Any,
 ) -> None:
-    from dssl.runner import resume_bench, run_bench
+    from dssl.runner import resume_bench, run_bench, run_eval
     from dssl.tracking.mlflow_tracker import nested_runs
 
     if item.resume_run_id:
         resume_bench(item.resume_run_id, host=host, tracking_uri=item.config.tracking.uri)
         return
     with nested_runs(parent_run_id, tags):
-        run_bench(item.config, host=host)
+        if item.label is not None:
+            run_eval(item.config, host=host, label=item.label)
+        else:
+            run_bench(item.config, host=host)
 
 
 def _child_env(parent_run_id: str, tags: Mapping[str, str]) -> dict[str, str]:
@@ -490,7 +500,15 @@ def _run_spawned(
         error_path = Path(tmp) / "error.txt"
         process = multiprocessing.get_context("spawn").Process(
             target=_cell_worker,
-            args=(item.config.to_dict(), env, str(log_path), dict(plugins), str(error_path), item.resume_run_id),
+            args=(
+                item.config.to_dict(),
+                env,
+                str(log_path),
+                dict(plugins),
+                str(error_path),
+                item.resume_run_id,
+                item.label,
+            ),
             name=f"dssl-grid-{item.cell.index + 1}",
         )
         process.start()
@@ -539,7 +557,7 @@ def _run_submitit(
         parameters = {k: v for k, v in parameters.items() if not k.startswith("slurm_")}
     executor.update_parameters(**parameters)
     env = _child_env(parent_run_id, tags)
-    job = executor.submit(SubmititCell(), item.config.to_dict(), env, dict(plugins), item.resume_run_id)
+    job = executor.submit(SubmititCell(), item.config.to_dict(), env, dict(plugins), item.resume_run_id, item.label)
     try:
         job.result()
     except submitit.core.utils.FailedJobError as exc:
@@ -568,7 +586,12 @@ class SubmititCell:
         self.resume_target: str | None = None
 
     def __call__(
-        self, config: dict[str, Any], env: Mapping[str, str], plugins: Mapping[str, Any], resume_run_id: str | None
+        self,
+        config: dict[str, Any],
+        env: Mapping[str, str],
+        plugins: Mapping[str, Any],
+        resume_run_id: str | None,
+        label: str | None = None,
     ) -> None:
         import submitit
 
@@ -576,7 +599,7 @@ class SubmititCell:
         requeue_signal = signal.Signals[f"SIG{submitit.JobEnvironment().USR_SIG}"]
         config = {**config, "preempt_signals": [*config.get("preempt_signals", []), requeue_signal.name]}
         try:
-            _run_resolved(config, plugins, self.resume_target or resume_run_id)
+            _run_resolved(config, plugins, self.resume_target or resume_run_id, label)
         except PreemptedError as exc:
             self.resume_target = exc.resume_target or self.resume_target
             if not callable(signal.getsignal(requeue_signal)):
@@ -592,15 +615,20 @@ class SubmititCell:
         return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
 
 
-def _run_resolved(config: dict[str, Any], plugins: Mapping[str, Any], resume_run_id: str | None) -> None:
-    """Run (or resume) one resolved configuration in a fresh process (a spawned worker or a job)."""
+def _run_resolved(
+    config: dict[str, Any], plugins: Mapping[str, Any], resume_run_id: str | None, label: str | None = None
+) -> None:
+    """Run (or resume) one resolved configuration in a fresh process (a spawned worker or a job); with a
+    ``label``, evaluate its ``backbone.init`` without training (a ``checkpoints`` cell)."""
     from dssl.config import RunConfig
     from dssl.host import get_host
-    from dssl.runner import resume_bench, run_bench
+    from dssl.runner import resume_bench, run_bench, run_eval
 
     host = get_host(disabled=plugins.get("disabled", ()), strict=bool(plugins.get("strict")))
     resolved = RunConfig.model_validate(config)
-    if resume_run_id:
+    if label is not None:
+        run_eval(resolved, host=host, label=label)
+    elif resume_run_id:
         resume_bench(resume_run_id, host=host, tracking_uri=resolved.tracking.uri)
     else:
         run_bench(resolved, host=host)
@@ -613,6 +641,7 @@ def _cell_worker(
     plugins: Mapping[str, Any],
     error_path: str,
     resume_run_id: str | None = None,
+    label: str | None = None,
 ) -> None:
     """Entry point of a spawned cell process: run (or resume) one resolved configuration, output to ``log_path``."""
     os.environ.update(env)
@@ -622,7 +651,7 @@ def _cell_worker(
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
         try:
-            _run_resolved(config, plugins, resume_run_id)
+            _run_resolved(config, plugins, resume_run_id, label)
         except BaseException as exc:
             Path(error_path).write_text(_error_text(exc))
             import traceback
@@ -654,14 +683,27 @@ def _record_failure(item: PlannedCell, exc: BaseException, *, parent_run_id: str
     )
     tracker.__enter__()
     with contextlib.suppress(Exception):
-        tracker.log_params(_cell_params(config))
+        tracker.log_params(_cell_params(item))
         tracker.log_dict(config.to_dict(), "config.yaml")
     tracker.__exit__(type(exc), exc, exc.__traceback__)
     return tracker.run_id
 
 
-def _cell_params(config: RunConfig) -> dict[str, Any]:
-    """The identifying params of a run (a subset of :func:`dssl.runner.run_params`, without importing torch)."""
+def _cell_params(item: PlannedCell) -> dict[str, Any]:
+    """The identifying params of a cell's run (a subset of :func:`dssl.runner.run_params` or
+    :func:`dssl.runner.eval_params`, without importing torch)."""
+    config = item.config
+    if item.label is not None:
+        return {
+            "label": item.label,
+            "backbone": config.backbone.name,
+            "init": config.backbone.init,
+            "evaluators": ",".join(config.evaluators),
+            "seed": config.seed,
+            "steps": 0,
+            "preset": config.preset,
+            "config_hash": item.fingerprint,
+        }
     return {
         "objective": config.objective.name,
         "backbone": config.backbone.name,
@@ -765,7 +807,8 @@ def _tables(outcome: GridOutcome) -> list[_Table]:
                 variants.setdefault(row.row_key or "", {})[row.metric] = row
             for by_metric in variants.values() or [{}]:
                 variant = next((r.variant for r in by_metric.values() if r.variant), None)
-                objective = label[0] + (f" [{variant}]" if variant else "")
+                objective = label[0] + (" (eval only)" if items[0].label is not None else "")
+                objective += f" [{variant}]" if variant else ""
                 line = [objective, label[1], label[2], seeds]
                 for metric in metrics:
                     row = by_metric.get(metric)

@@ -1,0 +1,120 @@
+"""`dssl eval`: weights evaluated without training, logged like a bench run, a leaderboard row of their own."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from dssl.cli.main import cli
+from dssl.results import RunResults
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+#: Tiny evaluation (and training, for the run whose checkpoint is evaluated): k-means on 16/8 images.
+TINY = [
+    "dataset.options.size=32",
+    "dataset.options.num_train=8",
+    "eval_dataset.options.size=32",
+    "eval_dataset.options.num_train=16",
+    "eval_dataset.options.num_val=8",
+    "augmentation.options.global_size=32",
+    "augmentation.options.local_size=16",
+    "augmentation.options.n_local=2",
+    "optim.batch_size=4",
+    "optim.steps=2",
+    "optim.warmup_steps=1",
+    "objective.options.out_dim=64",
+    "objective.options.hidden_dim=32",
+    "objective.options.bottleneck_dim=16",
+    "evaluator_options.kmeans_seg.seeds=[0]",
+    "evaluator_options.kmeans_seg.n_init=1",
+]
+SETS = [arg for assignment in TINY for arg in ("--set", assignment)]
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri
+
+
+def _run(uri: str, run_id: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(uri).get_run(run_id)
+
+
+def _invoke(*args: str):
+    result = CliRunner().invoke(cli, list(args))
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def _run_id(output: str) -> str:
+    return next(line.split()[2] for line in output.splitlines() if line.startswith("MLflow run "))
+
+
+def test_random_init_and_a_finished_runs_checkpoint_are_evaluated_without_training_as_rows_of_their_own(store):
+    from mlflow import MlflowClient
+
+    trained_id = _run_id(_invoke("bench", "--backbone", "vit_t16", "--eval", "kmeans_seg", *SETS).output)
+
+    random_out = _invoke("eval", "--backbone", "vit_t16", "--init", "random", "--eval", "kmeans_seg", *SETS).output
+    assert "dssl eval random init on vit_t16, embedded" in random_out and "nothing trained" in random_out
+    random_id = _run_id(random_out)
+    ckpt_args = ["--init", f"runs:/{trained_id}", "--label", "tiny-dino", "--eval", "kmeans_seg"]
+    checkpoint_id = _run_id(_invoke("eval", "--backbone", "vit_t16", *ckpt_args, *SETS).output)
+
+    for run_id, label in [(random_id, "random init"), (checkpoint_id, "tiny-dino")]:
+        run = _run(store, run_id)
+        assert run.info.status == "FINISHED"
+        tags, params = run.data.tags, run.data.params
+        assert tags["dssl.evaluation_only"] == "true" and tags["dssl.method"] == label
+        assert params["label"] == label and params["steps"] == "0" and "objective" not in params
+        assert not any(key.startswith("train/") for key in run.data.metrics)  # nothing was trained
+        artifacts = {a.path for a in MlflowClient(store).list_artifacts(run_id)}
+        assert {"config.yaml", "results.json"} <= artifacts and "checkpoints" not in artifacts
+    assert _run(store, checkpoint_id).data.params["init"] == f"runs:/{trained_id}"
+
+    # The checkpoint evaluated as it is gives the very number its own run measured after training.
+    trained = _run(store, trained_id).data.metrics["kmeans_seg/miou"]
+    assert _run(store, checkpoint_id).data.metrics["kmeans_seg/miou"] == pytest.approx(trained, abs=1e-9)
+    local = RunResults.read(f"{_run(store, checkpoint_id).data.tags['dssl.output_dir']}/results.json")
+    assert local.label == "tiny-dino" and local.train == {} and local.checkpoint is None
+
+    board = _invoke("leaderboard", "--format", "json", "--metric", "kmeans_seg/miou")
+    rows = {r["objective"]: r for r in json.loads(board.output)}
+    assert set(rows) == {"dino", "random init", "tiny-dino"}
+    assert [rows[m]["run_ids"] for m in ("dino", "random init", "tiny-dino")] == [
+        [trained_id],
+        [random_id],
+        [checkpoint_id],
+    ]
+    assert rows["random init"]["evaluation_only"] and not rows["dino"]["evaluation_only"]
+    table = _invoke("leaderboard", "--metric", "kmeans_seg/miou").output
+    assert "random init (eval only)" in table and "tiny-dino (eval only)" in table
+
+
+def test_evaluation_only_runs_differ_in_what_they_evaluate_not_in_training_settings():
+    from dssl.api import resolve
+
+    base = {"device": "cpu", "evaluators": ["kmeans_seg"], "backbone": {"init": "random"}}
+    one = resolve(base)
+    other_training = resolve(base | {"optim": {"steps": 7}, "objective": {"name": "dino"}})
+    assert one.fingerprint(trained=False) == other_training.fingerprint(trained=False)
+    assert one.row_key("kmeans_seg", trained=False) == other_training.row_key("kmeans_seg", trained=False)
+    assert one.fingerprint() != other_training.fingerprint()  # a trained run's numbers do depend on them
+    other_weights = resolve(base | {"backbone": {"init": "timm"}})
+    assert one.row_key("kmeans_seg", trained=False) != other_weights.row_key("kmeans_seg", trained=False)
+
+
+def test_eval_needs_weights_and_a_label_that_names_them(store):
+    missing = CliRunner().invoke(cli, ["eval", "--backbone", "vit_t16", "--dry-run"])
+    assert missing.exit_code == 2 and "--init" in missing.output
+    blank = CliRunner().invoke(cli, ["eval", "--init", "random", "--label", " ", "--dry-run"])
+    assert blank.exit_code == 2 and "--label" in blank.output
+    bad = CliRunner().invoke(cli, ["eval", "--init", "no-such-checkpoint.pt", "--eval", "kmeans_seg", *SETS])
+    assert bad.exit_code == 2 and "no-such-checkpoint.pt" in bad.output
