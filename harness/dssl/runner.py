@@ -36,6 +36,7 @@ from dssl.config import RunConfig, resolve_backbone_entry
 from dssl.errors import ConfigError, DsslError, PreemptedError, RunFailedError
 from dssl.host import PluginHost
 from dssl.results import EvaluationResult, RunInfo, RunResults
+from dssl.tracking.browse import dataset_inputs, run_description
 from dssl.tracking.leaderboard import EVALUATION_ONLY_TAG, METHOD_TAG, ROW_KEY_TAG
 from dssl.tracking.mlflow_tracker import OUTPUT_DIR_TAG
 from dssl.tracking.spool import QUEUE_DIR
@@ -341,7 +342,7 @@ class _NoTracker:
         return RunInfo()
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("log_") or name in ("set_tags", "attach_queue"):
+        if name.startswith("log_") or name in ("set_tags", "set_description", "attach_queue"):
             return lambda *args, **kwargs: None
         raise AttributeError(name)
 
@@ -591,6 +592,8 @@ def _execute(
             )
             results.write(run_dir / "results.json")
             tracker.log_results(results)
+            method = tracker_method(built)
+            tracker.set_description(run_description(config, method=method, label=built.label, evaluations=evaluations))
             print_results(results, console)
             status = "FINISHED"
     except KeyboardInterrupt:
@@ -750,19 +753,36 @@ def _download_text(run_id: str, artifact: str, tracking_uri: str | None) -> str:
     return Path(local).read_text()
 
 
+def tracker_method(built: BuiltRun) -> str:
+    """The method's leaderboard name (tag ``dssl.method``): the objective's label for a variant that is its own
+    method (``cotap+oaf``), else the objective; an evaluation-only run's label."""
+    if built.label is not None:
+        return built.label
+    return getattr(built.objective, "method_label", "") or built.config.objective.name
+
+
+def _split_sizes(built: BuiltRun) -> dict[str, dict[str, int]]:
+    """Images per split of what the run trains and evaluates on (splits without a length are left out)."""
+
+    def sizes(**splits: Any) -> dict[str, int]:
+        return {name: len(data) for name, data in splits.items() if hasattr(data, "__len__")}
+
+    return {"training": sizes(train=built.train_set), "evaluation": sizes(train=built.eval_train, val=built.eval_val)}
+
+
 def _start_logging(tracker: Any, built: BuiltRun, run_dir: Path) -> None:
     from dssl.tracking.mlflow_tracker import environment_tags
 
     config = built.config
     trained = not built.evaluation_only
+    method = tracker_method(built)
     if trained:
         tracker.log_params(run_params(config))
-        method = getattr(built.objective, "method_label", "") or config.objective.name
         marker: dict[str, str] = {}
     else:
         assert built.label is not None
         tracker.log_params(eval_params(config, built.label))
-        method, marker = built.label, {EVALUATION_ONLY_TAG: "true"}
+        marker = {EVALUATION_ONLY_TAG: "true"}
     tracker.set_tags(
         environment_tags(device=str(built.device), plugins=built.plugins)
         | {"dssl.init": built.init_report[:500], METHOD_TAG: method}
@@ -770,6 +790,12 @@ def _start_logging(tracker: Any, built: BuiltRun, run_dir: Path) -> None:
         | {f"{ROW_KEY_TAG}{name}": config.row_key(name, trained=trained) for name in config.evaluators}
     )
     tracker.set_tags({OUTPUT_DIR_TAG: str(run_dir.resolve())})
+    tracker.set_description(run_description(config, method=method, label=built.label))
+    tracker.log_dataset_inputs(
+        dataset_inputs(
+            config, trained=trained, sizes=_split_sizes(built), data_root=resolve_data_root(config.data_root)
+        )
+    )
     tracker.log_dict(config.to_dict(), "config.yaml")
     import yaml
 

@@ -22,6 +22,13 @@ import click
 @click.option(
     "--all", "all_runs", is_flag=True, help="List the superseded runs (older runs of a seed) under their rows."
 )
+@click.option(
+    "--log",
+    "log",
+    is_flag=True,
+    help="Also write each experiment's leaderboard into it, for the MLflow UI: a table and description in its run "
+    "'leaderboard' and, when dssl wrote it, the experiment's description.",
+)
 def leaderboard(
     tracking_uri: str | None,
     experiment: str | None,
@@ -31,6 +38,7 @@ def leaderboard(
     reference: bool,
     diagnostics: bool,
     all_runs: bool,
+    log: bool,
 ) -> None:
     """Runs grouped by configuration, mean ± std over seeds, one ranking per protocol version.
 
@@ -54,6 +62,23 @@ def leaderboard(
     output = render(sort_rows(rows), fmt, all_runs=all_runs)  # type: ignore[arg-type]
     if output:
         click.echo(output)
+    if log:
+        _log_leaderboards(uri, experiment, metric=metric, protocol=protocol, diagnostics=diagnostics)
+
+
+def _log_leaderboards(uri: str, experiment: str | None, **filters: object) -> None:
+    """``--log``: each experiment (or the one named) gets its own leaderboard, with the filters shown."""
+    from mlflow import MlflowClient
+
+    from dssl.tracking.browse import log_leaderboard
+    from dssl.tracking.leaderboard import collect_rows
+
+    names = [experiment] if experiment else [e.name for e in MlflowClient(tracking_uri=uri).search_experiments()]
+    for name in names:
+        rows = collect_rows(tracking_uri=uri, experiment=name, **filters)  # type: ignore[arg-type]
+        if rows:
+            run_id = log_leaderboard(uri, name, rows)
+            click.echo(f"leaderboard logged to experiment {name!r}: run {run_id} (table leaderboard.json)", err=True)
 
 
 @click.command()

@@ -369,12 +369,30 @@ def run_grid(
         counts = {s: sum(c.status == s for c in cells) for s in ("finished", "skipped", "failed")}
         parent.set_tags({f"dssl.grid.{k}": str(v) for k, v in counts.items()})
         parent.log_dict({"grid": name, "rows": [_row_json(r) for r in outcome.rows]}, LEADERBOARD_JSON)
-        parent.log_text(render_grid_markdown(outcome), LEADERBOARD_MD)
+        grid_markdown = render_grid_markdown(outcome)
+        parent.log_text(grid_markdown, LEADERBOARD_MD)
+        parent.set_description(_grid_description(spec, grid_markdown))
         print_grid(outcome, out)
+        from dssl.tracking.browse import log_leaderboard
+        from dssl.tracking.leaderboard import collect_rows
+
+        board = log_leaderboard(
+            tracking_uri, experiment, collect_rows(tracking_uri=tracking_uri, experiment=experiment)
+        )
+        console.print(escape(f"leaderboard of experiment {experiment}: run {board} (dssl leaderboard --log)"))
         if outcome.failed:
             listed = "; ".join(f"{_cell_title(c)}: {c.error}" for c in outcome.failed)
             raise RunFailedError(f"{len(outcome.failed)} of {len(cells)} grid cells failed: {listed}")
     return outcome
+
+
+def _grid_description(spec: GridSpec, markdown: str) -> str:
+    """The grid run's description: the grid file's own ``description``, then its leaderboard (as far as it fits)."""
+    from dssl.tracking.browse import fit_description
+
+    head = f"**Grid {spec.name}**" + (f": {spec.description.strip()}" if spec.description else "")
+    body = markdown.split("\n", 1)[1] if markdown.startswith("# ") else markdown  # its title is the head
+    return fit_description(head, body.replace("\n## ", "\n### "), f"(the whole table: {LEADERBOARD_MD})")
 
 
 def _cell_title(item: PlannedCell) -> str:
