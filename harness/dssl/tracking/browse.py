@@ -233,9 +233,8 @@ def log_leaderboard(tracking_uri: str, experiment: str, rows: Sequence[Leaderboa
         run_id = tracker.run_id
     if found.tags.get(DESCRIPTION_BY_DSSL_TAG) == "true":  # never overwrite a description a person wrote
         link = f"[the run `{LEADERBOARD_RUN}`](#/experiments/{found.experiment_id}/runs/{run_id})"
-        text = fit_description(
-            experiment_description(experiment) + "\n\n" + summary, markdown, f"(the whole table: {link})"
-        )
+        head = f"{experiment_description(experiment)}\n\n{summary} As a table: {link}."
+        text = fit_description(head, markdown, f"(the whole table: {link})")
         client.set_experiment_tag(found.experiment_id, DESCRIPTION_TAG, text)
     return run_id
 
