@@ -376,7 +376,7 @@ def test_a_checkpoints_entry_is_evaluated_without_training_beside_trained_cells(
     )
     table = json.loads(Path(client.download_artifacts(board_run.info.run_id, "leaderboard.json")).read_text())
     methods = {row[table["columns"].index("method")] for row in table["data"]}
-    assert methods == {"dino", "random-init"}
+    assert methods == {"dino", "random-init (eval only)"}
 
 
 @pytest.mark.slow

@@ -38,16 +38,16 @@ LEADERBOARD_MD = "leaderboard.md"
 #: Columns of the leaderboard table, in order.
 TABLE_COLUMNS = (
     "metric",
-    "protocol",
-    "dataset",
     "rank",
     "method",
     "backbone",
-    "trained_on",
     "variant",
     "mean",
     "std",
     "seeds",
+    "protocol",
+    "dataset",
+    "trained_on",
     "evaluation_only",
     "absent_classes",
     "superseded",
@@ -152,31 +152,36 @@ def dataset_inputs(
 
 
 def leaderboard_table(rows: Sequence[LeaderboardRow]) -> tuple[list[str], list[list[Any]]]:
-    """The rows as a table: :data:`TABLE_COLUMNS` and one list of values per row, section by section."""
+    """The rows as a table: :data:`TABLE_COLUMNS` and one list of values per row, section by section; means and
+    standard deviations rounded to 4 decimals, an evaluation-only method marked ``(eval only)``."""
     from dssl.tracking.leaderboard import sort_rows
 
     data = []
     for row in sort_rows(rows):
-        data.append(
-            [
-                row.metric,
-                row.protocol,
-                row.dataset,
-                row.rank,
-                row.objective,
-                row.backbone,
-                row.train_dataset,
-                row.variant,
-                row.mean,
-                row.std,
-                row.n_seeds,
-                row.evaluation_only,
-                row.absent_classes,
-                len(row.superseded),
-                ", ".join(row.run_ids),
-            ]
-        )
+        values = {
+            "rank": row.rank,
+            "method": row.method_text,
+            "backbone": row.backbone,
+            "variant": row.variant or "",
+            "mean": _rounded(row.mean),
+            "std": _rounded(row.std),
+            "seeds": row.n_seeds,
+            "metric": row.metric,
+            "protocol": row.protocol,
+            "dataset": row.dataset,
+            "trained_on": row.train_dataset,
+            "evaluation_only": row.evaluation_only,
+            "absent_classes": row.absent_classes,
+            "superseded": len(row.superseded),
+            "run_ids": ", ".join(row.run_ids),
+        }
+        data.append([values[column] for column in TABLE_COLUMNS])
     return list(TABLE_COLUMNS), data
+
+
+def _rounded(value: float | None) -> float | None:
+    # Four decimals read at a glance in the UI's table; the exact numbers are in the runs.
+    return None if value is None else round(value, 4)
 
 
 def log_leaderboard(tracking_uri: str, experiment: str, rows: Sequence[LeaderboardRow]) -> str:

@@ -103,6 +103,9 @@ DESCRIPTION_BY_DSSL_TAG = "dssl.description"
 DATASET_CONTEXT_TAG = "mlflow.data.context"
 #: The run tag listing the artifacts the MLflow UI may show as tables.
 LOGGED_TABLES_TAG = "mlflow.loggedArtifacts"
+#: The experiment tag from which the MLflow UI picks an experiment's page: training runs, not GenAI traces.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 
 _RUN_DEFAULTS: ContextVar[tuple[str | None, dict[str, str]] | None] = ContextVar("dssl_run_defaults", default=None)
 
@@ -564,6 +567,7 @@ class MlflowTracker:
             try:
                 location = self._artifact_location()
                 tags = {DESCRIPTION_TAG: experiment_description(self.experiment), DESCRIPTION_BY_DSSL_TAG: "true"}
+                tags[EXPERIMENT_KIND_TAG] = EXPERIMENT_KIND
                 return self.client.create_experiment(self.experiment, artifact_location=location, tags=tags)
             except MlflowException as exc:
                 # Another process created it between our lookup and our create.
@@ -578,11 +582,13 @@ class MlflowTracker:
                 f"(mlflow experiments restore --experiment-id {experiment.experiment_id}) "
                 "or pick another name"
             )
+        missing = {}
         if not experiment.tags.get(DESCRIPTION_TAG):  # created before dssl described its experiments
-            self.client.set_experiment_tag(
-                experiment.experiment_id, DESCRIPTION_TAG, experiment_description(self.experiment)
-            )
-            self.client.set_experiment_tag(experiment.experiment_id, DESCRIPTION_BY_DSSL_TAG, "true")
+            missing = {DESCRIPTION_TAG: experiment_description(self.experiment), DESCRIPTION_BY_DSSL_TAG: "true"}
+        if not experiment.tags.get(EXPERIMENT_KIND_TAG):
+            missing[EXPERIMENT_KIND_TAG] = EXPERIMENT_KIND
+        for key, value in missing.items():
+            self.client.set_experiment_tag(experiment.experiment_id, key, value)
         return experiment.experiment_id
 
     def _artifact_location(self) -> str | None:
