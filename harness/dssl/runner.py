@@ -423,7 +423,9 @@ def run_eval(config: RunConfig, *, host: PluginHost, label: str | None = None, c
         assert built.label is not None
         slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in built.label)
         run_dir = Path(config.output_dir) / time.strftime("%Y%m%d-%H%M%S") / f"eval-{slug}-s{config.seed}"
-        tracker = _tracker(config, label=slug)
+        from dssl.engine.distributed import context
+
+        tracker = _tracker(config, label=slug) if context().is_main else _NoTracker()  # data parallel: rank 0 logs
         return _execute(built, tracker, host, run_dir, console=console, resume=None, guard=guard)
 
 

@@ -23,14 +23,6 @@ TINY = [
 ]
 
 
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    return uri
-
-
 def _runs(uri: str):
     from mlflow.tracking import MlflowClient
 

@@ -12,37 +12,21 @@ import pytest
 from click.testing import CliRunner
 from dssl.cli.main import cli
 from dssl.results import RunResults
+from tiny_config import TINY_SETS
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 #: Tiny evaluation (and training, for the run whose checkpoint is evaluated): k-means on 16/8 images.
 TINY = [
-    "dataset.options.size=32",
-    "dataset.options.num_train=8",
+    *TINY_SETS,
     "eval_dataset.options.size=32",
     "eval_dataset.options.num_train=16",
     "eval_dataset.options.num_val=8",
-    "augmentation.options.global_size=32",
-    "augmentation.options.local_size=16",
-    "augmentation.options.n_local=2",
-    "optim.batch_size=4",
     "optim.steps=2",
-    "optim.warmup_steps=1",
-    "objective.options.out_dim=64",
-    "objective.options.hidden_dim=32",
-    "objective.options.bottleneck_dim=16",
     "evaluator_options.kmeans_seg.seeds=[0]",
     "evaluator_options.kmeans_seg.n_init=1",
 ]
 SETS = [arg for assignment in TINY for arg in ("--set", assignment)]
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    return uri
 
 
 def _run(uri: str, run_id: str):
@@ -162,6 +146,7 @@ def test_finished_runs_read_back_through_mlflow_have_a_description_dataset_input
     assert [i.tags[0].value for i in evaluated.inputs.dataset_inputs] == ["evaluation"]
     experiment = client.get_experiment(trained.info.experiment_id)
     assert "dssl benchmark runs" in experiment.tags["mlflow.note.content"]
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI shows training runs
 
     logged = CliRunner().invoke(cli, ["leaderboard", "--tracking-uri", finished.uri, "--experiment", "dssl", "--log"])
     assert logged.exit_code == 0, logged.output
