@@ -189,3 +189,15 @@ def test_eval_needs_weights_and_a_label_that_names_them(store):
     assert blank.exit_code == 2 and "--label" in blank.output
     bad = CliRunner().invoke(cli, ["eval", "--init", "no-such-checkpoint.pt", "--eval", "kmeans_seg", *SETS])
     assert bad.exit_code == 2 and "no-such-checkpoint.pt" in bad.output
+
+
+def test_random_init_evaluated_is_the_network_a_random_init_run_of_that_seed_starts_from():
+    from dssl import api
+    from dssl.host import get_host
+    from dssl.runner import build_eval_run, build_run
+
+    config = api.resolve({"device": "cpu", "seed": 3, "baselines": ["start"]}, sets=TINY)
+    started = build_run(config, get_host()).start_backbone.state_dict()
+    evaluated = build_eval_run(config, get_host()).backbone.state_dict()
+    assert started.keys() == evaluated.keys()
+    assert all(bool((started[key] == evaluated[key]).all()) for key in started)
