@@ -55,6 +55,20 @@ def bench(config: Any = None, /, **overrides: Any) -> RunResults:
     return _bench(config, **overrides)
 
 
+def evaluate(config: Any = None, /, *, label: str | None = None, **overrides: Any) -> RunResults:
+    """Evaluate weights without training them and log the run; mirrors ``dssl eval``.
+
+    Args:
+        config: A ``RunConfig``, a mapping, or a path to a YAML file; ``None`` uses the defaults.
+        label: The weights' name on the leaderboard; default: from ``init`` (e.g. ``"random init"``).
+        **overrides: As for :func:`bench`; ``init="runs:/RUN_ID"`` (or a file, ``timm``, ``random``) names the
+            weights.
+    """
+    from dssl.api import evaluate as _evaluate
+
+    return _evaluate(config, label=label, **overrides)
+
+
 def list_components(kind: str | None = None) -> list[ComponentEntry]:
     """Registered components (optionally of one kind), discovered from installed plugins."""
     from dssl.api import list_components as _list
@@ -68,6 +82,7 @@ __all__ = [
     "PROJECT_NAME",
     "__version__",
     "bench",
+    "evaluate",
     "hookimpl",
     "list_components",
 ]

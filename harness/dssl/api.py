@@ -141,5 +141,22 @@ def bench(
     return run(resolve(config, host=host, sets=sets, **overrides), host=host)
 
 
+def evaluate(
+    config: RunConfig | Mapping[str, Any] | str | Path | None = None,
+    /,
+    *,
+    label: str | None = None,
+    host: PluginHost | None = None,
+    sets: Iterable[str] = (),
+    console: Any = None,
+    **overrides: Any,
+) -> RunResults:
+    """``dssl eval`` as a function: resolve (same precedence as the CLI) and evaluate ``init`` without training."""
+    from dssl.runner import run_eval
+
+    host = host or get_host()
+    return run_eval(resolve(config, host=host, sets=sets, **overrides), host=host, label=label, console=console)
+
+
 def list_components(kind: str | None = None) -> list[ComponentEntry]:
     return get_host().registry.entries(kind)  # type: ignore[arg-type]

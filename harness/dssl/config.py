@@ -176,17 +176,87 @@ class RunConfig(_Section):
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
-    def fingerprint(self) -> str:
-        """Hash of what changes the numbers (not where they are logged): identifies a grid cell."""
-        data = self.to_dict()
-        for volatile in ("tracking", "output_dir", "log_every", "data_root", "baselines", "preempt_signals"):
-            data.pop(volatile, None)
-        # The bad-image policy never changes the numbers of a run that finishes ("error" stops at the first
-        # unreadable image), and leaving it out keeps the fingerprints of earlier runs.
-        for section in ("dataset", "eval_dataset"):
-            if isinstance(data.get(section), dict):
-                data[section].pop("bad_images", None)
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    def fingerprint(self, *, trained: bool = True) -> str:
+        """Hash of what changes the numbers (not where they are logged): identifies a grid cell.
+
+        Args:
+            trained: ``False`` for an evaluation-only run (``dssl eval``), whose numbers do not depend on
+                the training settings (see :func:`numbers_of`).
+        """
+        return _digest(numbers_of(self.to_dict(), trained=trained))
+
+    def row_key(self, evaluator: str, *, trained: bool = True) -> str:
+        """Hash of what changes ``evaluator``'s numbers apart from the seed: runs sharing it are one leaderboard row.
+
+        Args:
+            evaluator: A selected evaluator.
+            trained: ``False`` for an evaluation-only run.
+        """
+        return _digest(comparable_settings(self.to_dict(), evaluator, trained=trained))
+
+
+#: Keys of a run configuration that never change its numbers: where they are logged and stored, how often the
+#: loss is printed, where the data lives, what is evaluated beside the run, which signals stop it.
+VOLATILE_KEYS = ("tracking", "output_dir", "log_every", "data_root", "baselines", "preempt_signals")
+#: Keys that only shape training: an evaluation-only run's numbers do not depend on them.
+TRAINING_KEYS = ("objective", "augmentation", "dataset", "optim", "compile", "checkpoint_every")
+
+
+def _digest(data: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def numbers_of(config: Mapping[str, Any], *, trained: bool = True) -> dict[str, Any]:
+    """What in a configuration (a :meth:`RunConfig.to_dict`) changes a run's numbers.
+
+    Args:
+        config: The resolved configuration as plain data.
+        trained: ``False`` for an evaluation-only run: the training keys are left out and the evaluation
+            dataset is named explicitly (``eval_dataset`` unset evaluates on ``dataset``).
+    """
+    data = copy.deepcopy(dict(config))
+    for volatile in VOLATILE_KEYS:
+        data.pop(volatile, None)
+    # The bad-image policy never changes the numbers of a run that finishes ("error" stops at the first
+    # unreadable image), and leaving it out keeps the fingerprints of earlier runs.
+    for section in ("dataset", "eval_dataset"):
+        if isinstance(data.get(section), dict):
+            data[section].pop("bad_images", None)
+    if not trained:
+        data["eval_dataset"] = data.get("eval_dataset") or data.get("dataset")
+        for key in TRAINING_KEYS:
+            data.pop(key, None)
+    return data
+
+
+def comparable_settings(config: Mapping[str, Any], evaluator: str, *, trained: bool = True) -> dict[str, Any]:
+    """What changes ``evaluator``'s numbers in a configuration apart from the seed, as flat dotted keys.
+
+    The seed, the list of evaluators and the other evaluators' options are left out (two runs that differ in
+    them measure this evaluator's number alike), and the evaluation dataset is named explicitly.
+
+    Args:
+        config: The resolved configuration as plain data (:meth:`RunConfig.to_dict`, a run's ``config.yaml``).
+        evaluator: The evaluator whose numbers are compared.
+        trained: ``False`` for an evaluation-only run.
+
+    Returns:
+        ``{"optim.steps": 200, "backbone.init": "random", ...}``.
+    """
+    data = numbers_of(config, trained=trained)
+    data.pop("seed", None)
+    data.pop("evaluators", None)
+    data["evaluator_options"] = {evaluator: (data.get("evaluator_options") or {}).get(evaluator, {})}
+    data["eval_dataset"] = data.get("eval_dataset") or data.get("dataset")
+    return dict(_flat(data))
+
+
+def _flat(data: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, Any]]:
+    for key, value in data.items():
+        if isinstance(value, Mapping) and value:
+            yield from _flat(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
 
 
 # --- layering -----------------------------------------------------------------------------------
@@ -260,6 +330,48 @@ def default_preset(device: str) -> str:
     return "gpu" if torch.cuda.is_available() else "cpu"
 
 
+_DEFAULT_DATASET: str = DatasetConfig.model_fields["name"].default
+
+
+def _section(layer: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = layer.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+def preset_datasets_for(preset: Mapping[str, Any], user: Mapping[str, Any]) -> dict[str, Any]:
+    """A preset's dataset settings, kept only where they concern the datasets the run will use.
+
+    A preset's ``dataset`` options are for the preset's training dataset and its ``eval_dataset`` for that
+    training dataset's evaluation; neither may reach another dataset the user picked:
+
+    * the user names another training dataset (``--dataset X``): the preset's ``dataset`` name and options
+      are dropped, and so is its ``eval_dataset`` unless the user names that very dataset for evaluation —
+      the run then evaluates on ``X`` (``eval_dataset`` unset means the training dataset);
+    * the user names an evaluation dataset (``--eval-dataset Y``): the preset's ``eval_dataset`` options
+      apply only when ``Y`` is the preset's evaluation dataset.
+
+    Args:
+        preset: The preset layer (``registry.yaml`` preset merged with its per-objective settings).
+        user: Every layer above the preset merged (``--config``, flags, ``--set``).
+
+    Returns:
+        A copy of ``preset`` without the settings that do not apply.
+    """
+    kept = copy.deepcopy(dict(preset))
+    preset_train = _section(kept, "dataset").get("name") or _DEFAULT_DATASET
+    train = _section(user, "dataset").get("name") or preset_train
+    if train != preset_train and isinstance(kept.get("dataset"), dict):
+        kept["dataset"].pop("name", None)
+        kept["dataset"].pop("options", None)
+    preset_eval = kept.get("eval_dataset")
+    if isinstance(preset_eval, Mapping):
+        asked = _section(user, "eval_dataset").get("name")
+        applies = asked == (preset_eval.get("name") or preset_train) if asked else train == preset_train
+        if not applies:
+            del kept["eval_dataset"]
+    return kept
+
+
 def resolve_config(
     *,
     base: Mapping[str, Any] | None = None,
@@ -296,9 +408,12 @@ def resolve_config(
     preset = partial.preset or default_preset(partial.device)
     from dssl.catalogue import load_catalogue
 
-    preset_layer = load_catalogue().preset_layer(preset, partial.objective.name)
+    preset_layer = preset_datasets_for(load_catalogue().preset_layer(preset, partial.objective.name), user)
     layered = deep_merge(preset_layer, user)
     layered["preset"] = preset
+    if isinstance(layered.get("eval_dataset"), Mapping) and not layered["eval_dataset"].get("name"):
+        # Evaluation options given without a dataset name are for the dataset the run trains on.
+        layered["eval_dataset"]["name"] = (layered.get("dataset") or {}).get("name") or _DEFAULT_DATASET
     # A preset tunes evaluators the user may not run (e.g. STELLAR's knn settings with --eval linear_seg):
     # its settings for unselected evaluators are dropped; the user's own stray settings still fail.
     selected = set(

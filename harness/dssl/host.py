@@ -4,17 +4,24 @@ Each entry point is loaded on its own, inside its own try/except. A plugin that 
 whose hooks do not match the specifications, whose declared API range excludes this dssl, or whose
 registration raises is recorded as failed and skipped; its failure becomes an error only when the
 user asks for a component it provides, or under ``strict=True`` (``--strict-plugins``).
+
+What a failed plugin provides is known without running it: the components it registered before its
+registration raised, and the literal names its ``dssl_register_*`` hooks pass to ``registry.add`` in its
+source (read, never executed, when its import fails). Asking for any of them names the plugin and its error.
 """
 
 from __future__ import annotations
 
+import ast
 import functools
 import importlib
+import importlib.util
 import os
 import traceback
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
@@ -43,10 +50,11 @@ class PluginRecord:
     detail: str | None = None
     components: list[ComponentEntry] = field(default_factory=list)
     api_range: str | None = None
+    declared: set[tuple[str, str]] = field(default_factory=set)
 
     def provides(self, kind: str, name: str) -> bool:
         """Whether this plugin (even a failed one) is the likely home of ``kind:name``."""
-        if any(c.kind == kind and c.name == name for c in self.components):
+        if any(c.kind == kind and c.name == name for c in self.components) or (kind, name) in self.declared:
             return True
         short = self.distribution.lower().removeprefix("dssl-").replace("_", "-")
         return name.replace("_", "-") in {self.entry_point.replace("_", "-"), short}
@@ -140,6 +148,8 @@ class PluginHost:
         record.components = [e for e in self.registry if e.distribution == source.distribution]
 
     def _fail(self, record: PluginRecord, plugin_name: str, exc: Exception) -> None:
+        record.declared = {(e.kind, e.name) for e in self.registry if e.distribution == record.distribution}
+        record.declared |= declared_components(record.target.partition(":")[0])
         self.registry.remove_distribution(record.distribution)
         if self.pm.has_plugin(plugin_name):
             self.pm.unregister(name=plugin_name)
@@ -174,7 +184,12 @@ class PluginHost:
                         f"(--disable-plugin / ${DISABLE_ENV})"
                     ) from None
             message = unknown_name_message(kind, name, self.registry.names(kind))
-            if self.failures:
+            # A failed plugin whose components could not be read may be the one that provides the name.
+            unread = [r for r in self.failures if not r.declared]
+            if unread:
+                failed = "; ".join(f"{r.distribution} ({r.error})" for r in unread)
+                message += f"; plugins that failed to load, which may provide it: {failed} (see `dssl plugins`)"
+            elif self.failures:
                 failed = ", ".join(r.distribution for r in self.failures)
                 message += f"; plugins that failed to load: {failed} (see `dssl plugins`)"
             disabled = [r.distribution for r in self.records if r.status == "disabled"]
@@ -186,6 +201,42 @@ class PluginHost:
     def hook(self) -> Any:
         """Lifecycle hooks, e.g. ``host.hook.dssl_run_started(run=..., config=...)``."""
         return self.pm.hook
+
+
+def declared_components(module_name: str) -> set[tuple[str, str]]:
+    """The ``(kind, name)`` pairs a plugin module registers with literal names, read from its source.
+
+    The module is not executed (its import may be what failed): its file is located, parsed, and every
+    ``<registry>.add("name", ...)`` call inside a ``dssl_register_<kind>s`` function counts. Names computed
+    at run time are not found; a module that cannot be located or parsed declares nothing.
+
+    Args:
+        module_name: The plugin module, e.g. ``"dssl_broken.plugin"``.
+    """
+    try:
+        spec = importlib.util.find_spec(module_name)
+        origin = spec.origin if spec is not None else None
+        tree = ast.parse(Path(origin).read_text(encoding="utf-8")) if origin and origin.endswith(".py") else None
+    except Exception:  # a parent package that fails to import, an unreadable file, a syntax error
+        return set()
+    if tree is None:
+        return set()
+    kinds = {hook: kind for kind, hook in hookspecs.CONTRIBUTION_HOOKS.items()}
+    found: set[tuple[str, str]] = set()
+    for function in ast.walk(tree):
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)) or function.name not in kinds:
+            continue
+        for call in ast.walk(function):
+            if (
+                isinstance(call, ast.Call)
+                and isinstance(call.func, ast.Attribute)
+                and call.func.attr == "add"
+                and call.args
+                and isinstance(call.args[0], ast.Constant)
+                and isinstance(call.args[0].value, str)
+            ):
+                found.add((kinds[function.name], call.args[0].value))
+    return found
 
 
 def _check_api_range(plugin: ModuleType | Any) -> str | None:

@@ -97,6 +97,11 @@ class RunResults(BaseModel):
     versions: dict[str, str] = Field(default_factory=dict)
     seconds: float | None = None
     checkpoint: str | None = None
+    label: str | None = Field(
+        None,
+        description="Set for an evaluation-only run (dssl eval): the name of the weights evaluated as they are; "
+        "nothing was trained (train is empty).",
+    )
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=False)

@@ -36,7 +36,8 @@ from dssl.config import RunConfig, resolve_backbone_entry
 from dssl.errors import ConfigError, DsslError, PreemptedError, RunFailedError
 from dssl.host import PluginHost
 from dssl.results import EvaluationResult, RunInfo, RunResults
-from dssl.tracking.leaderboard import METHOD_TAG
+from dssl.tracking.browse import dataset_inputs, run_description
+from dssl.tracking.leaderboard import EVALUATION_ONLY_TAG, METHOD_TAG, ROW_KEY_TAG
 from dssl.tracking.mlflow_tracker import OUTPUT_DIR_TAG
 from dssl.tracking.spool import QUEUE_DIR
 
@@ -52,7 +53,11 @@ BAD_IMAGES_FIRST_TAG = "dssl.bad_images.first"
 
 @dataclass
 class BuiltRun:
-    """The components of a run, built and validated, before anything is trained or logged."""
+    """The components of a run, built and validated, before anything is trained or logged.
+
+    An evaluation-only run (``dssl eval``, :func:`build_eval_run`) has no training set, augmentation or
+    objective: it carries the ``backbone`` it evaluates and the ``label`` that names those weights.
+    """
 
     config: RunConfig
     device: torch.device
@@ -60,11 +65,25 @@ class BuiltRun:
     eval_train: Any
     eval_val: Any
     augmentation: Any
-    objective: nn.Module
+    objective: nn.Module | None
     init_report: str
     plugins: dict[str, str]
     start_backbone: nn.Module | None = None
     init: str = "random"
+    backbone: nn.Module | None = None
+    label: str | None = None
+
+    @property
+    def evaluation_only(self) -> bool:
+        """Nothing is trained: the weights of ``backbone.init`` are evaluated as they are."""
+        return self.objective is None
+
+    def evaluated_backbone(self) -> nn.Module:
+        """The network the evaluators see: the objective's (DINO: the teacher), or an evaluation-only run's."""
+        if self.objective is None:
+            assert self.backbone is not None  # build_eval_run sets it
+            return self.backbone
+        return self.objective.eval_backbone()  # type: ignore[operator]
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -136,6 +155,74 @@ def build_run(config: RunConfig, host: PluginHost) -> BuiltRun:
     )
 
 
+def build_eval_run(config: RunConfig, host: PluginHost, *, label: str | None = None) -> BuiltRun:
+    """Build what evaluating ``backbone.init`` as it is needs: the evaluation datasets and the initialised backbone.
+
+    Nothing of training is built (no training set, augmentation or objective). The backbone is the one
+    ``dssl bench`` would train (alias, options, input size) with the extra tokens a dssl checkpoint records,
+    so that ``--init runs:/ID`` evaluates exactly the network that run evaluated; ``random`` draws the weights
+    from the run's seed, as the random-init baseline of ``dssl bench`` does.
+
+    Args:
+        config: The resolved configuration (its training settings are ignored).
+        host: Plugin host.
+        label: The name of the weights on the leaderboard; default :func:`default_eval_label`.
+    """
+    from dssl.backbones.checkpoint import load_init
+    from dssl.engine.seeding import seed_everything
+
+    device = resolve_device(config.device)
+    eval_train, eval_val = build_eval_datasets(config, host)
+    init = resolve_init(config.backbone.init, config.backbone.name)
+    seed_everything(config.seed)  # random init: the weights a random-init run of this seed starts from
+    backbone = build_backbone(config, host, extra_tokens=_recorded_extra_tokens(init))
+    init_report = load_init(backbone, init)
+    if config.backbone.init == "warmstart" and init == "random":
+        init_report.source = f"random (no warm start for {config.backbone.name})"
+    return BuiltRun(
+        config=config,
+        device=device,
+        train_set=None,
+        eval_train=eval_train,
+        eval_val=eval_val,
+        augmentation=None,
+        objective=None,
+        init_report=init_report.summary(),
+        plugins={r.distribution: r.version for r in host.records if r.status == "loaded"},
+        init=init,
+        backbone=backbone.to(device),
+        label=label or default_eval_label(config.backbone.init),
+    )
+
+
+def _recorded_extra_tokens(init: str) -> int:
+    """The extra prefix tokens (UDI's, STELLAR's) a dssl backbone checkpoint was saved with; 0 for other inits."""
+    from dssl.backbones.checkpoint import CHECKPOINT_FORMAT, checkpoint_entry
+
+    if init in ("random", "timm") or not Path(init).is_file():
+        return 0
+    if checkpoint_entry(init, "format") != CHECKPOINT_FORMAT:
+        return 0
+    return int(checkpoint_entry(init, "config", "extra_tokens") or 0)
+
+
+def default_eval_label(init: str) -> str:
+    """The leaderboard name of weights evaluated without training, from what ``--init`` says.
+
+    ``random`` -> ``random init``, ``timm`` -> ``timm pretrained``, ``runs:/ID`` -> ``run ID[:8]``,
+    ``warmstart[:NAME]`` as given, a file -> its name without the suffix.
+    """
+    if init == "random":
+        return "random init"
+    if init == "timm":
+        return "timm pretrained"
+    if init.startswith("runs:/"):
+        return f"run {init.removeprefix('runs:/').strip('/')[:8]}"
+    if init == "warmstart" or init.startswith("warmstart:"):
+        return init
+    return Path(init).stem or init
+
+
 def build_eval_datasets(config: RunConfig, host: PluginHost, *, train_set: Any = None) -> tuple[Any, Any]:
     """The evaluators' train and val splits: ``eval_dataset``'s, else the training dataset's.
 
@@ -157,7 +244,9 @@ def build_eval_datasets(config: RunConfig, host: PluginHost, *, train_set: Any =
     return eval_train, build(options, split="val", data_root=data_root)
 
 
-def build_backbone(config: RunConfig, host: PluginHost, *, augmentation_options: Any = None) -> nn.Module:
+def build_backbone(
+    config: RunConfig, host: PluginHost, *, augmentation_options: Any = None, extra_tokens: int | None = None
+) -> nn.Module:
     """The run's backbone at random init: its alias/timm name, input size and the objective's extra tokens.
 
     Args:
@@ -165,6 +254,7 @@ def build_backbone(config: RunConfig, host: PluginHost, *, augmentation_options:
         host: Plugin host (backbone and objective registries).
         augmentation_options: The validated augmentation options (their ``global_size`` is the default
             input size); validated from ``config`` when ``None``.
+        extra_tokens: Extra prefix tokens; default: those the objective adds.
     """
     if augmentation_options is None and config.augmentation.name is not None:
         entry = host.get("augmentation", config.augmentation.name)
@@ -180,7 +270,7 @@ def build_backbone(config: RunConfig, host: PluginHost, *, augmentation_options:
         name=config.backbone.name,
         timm_name=backbone_entry.metadata.get("timm_name"),
         img_size=img_size,
-        extra_tokens=objective_entry.load().extra_tokens(objective_options),
+        extra_tokens=objective_entry.load().extra_tokens(objective_options) if extra_tokens is None else extra_tokens,
         **backbone_options,
     )
 
@@ -252,20 +342,21 @@ class _NoTracker:
         return RunInfo()
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("log_") or name in ("set_tags", "attach_queue"):
+        if name.startswith("log_") or name in ("set_tags", "set_description", "attach_queue"):
             return lambda *args, **kwargs: None
         raise AttributeError(name)
 
 
-def _tracker(config: RunConfig, *, resume_run_id: str | None = None) -> Any:
+def _tracker(config: RunConfig, *, resume_run_id: str | None = None, label: str | None = None) -> Any:
     if not config.tracking.enabled:
         return _NoTracker()
     from dssl.tracking.mlflow_tracker import MlflowTracker
 
+    what = f"eval-{label}" if label is not None else config.objective.name
     return MlflowTracker(
         tracking_uri=config.tracking.uri,
         experiment=config.tracking.experiment,
-        run_name=config.tracking.run_name or f"{config.objective.name}-{config.backbone.name}-s{config.seed}",
+        run_name=config.tracking.run_name or f"{what}-{config.backbone.name}-s{config.seed}",
         resume_run_id=resume_run_id,
     )
 
@@ -288,6 +379,54 @@ def run_params(config: RunConfig) -> dict[str, Any]:
         "init": config.backbone.init,
         "config_hash": config.fingerprint(),
     }
+
+
+def eval_params(config: RunConfig, label: str) -> dict[str, Any]:
+    """The params of an evaluation-only run: what was evaluated (``label``, backbone, init), how, and ``steps`` 0."""
+    return {
+        "label": label,
+        "backbone": config.backbone.name,
+        "init": config.backbone.init,
+        "eval_dataset": (config.eval_dataset or config.dataset).name,
+        "evaluators": ",".join(config.evaluators),
+        "seed": config.seed,
+        "steps": 0,
+        "precision": config.precision,
+        "preset": config.preset,
+        "config_hash": config.fingerprint(trained=False),
+    }
+
+
+def run_eval(config: RunConfig, *, host: PluginHost, label: str | None = None, console: Any = None) -> RunResults:
+    """Evaluate the weights ``backbone.init`` names without training them, logged like a ``dssl bench`` run.
+
+    The run has params (:func:`eval_params`), tags (``dssl.evaluation_only`` = ``true``, the label as its
+    method), ``config.yaml`` and ``results.json`` like a trained run, and its own leaderboard row.
+
+    Args:
+        config: The resolved configuration; only the backbone, its init, the evaluation data, the evaluators
+            and the seed matter.
+        host: Plugin host.
+        label: The weights' name on the leaderboard; default :func:`default_eval_label`.
+        console: Rich console for progress and the results table.
+
+    Raises:
+        ConfigError: Bad input (unknown backbone, unreadable checkpoint, a tracking server that refuses the
+            credentials), before any run is logged.
+        RunFailedError: The evaluation started and failed.
+    """
+    from dssl.engine.preemption import PreemptionGuard
+
+    _check_tracking(config)
+    with PreemptionGuard(config.preempt_signals) as guard:
+        built = build_eval_run(config, host, label=label)
+        assert built.label is not None
+        slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in built.label)
+        run_dir = Path(config.output_dir) / time.strftime("%Y%m%d-%H%M%S") / f"eval-{slug}-s{config.seed}"
+        from dssl.engine.distributed import context
+
+        tracker = _tracker(config, label=slug) if context().is_main else _NoTracker()  # data parallel: rank 0 logs
+        return _execute(built, tracker, host, run_dir, console=console, resume=None, guard=guard)
 
 
 def run_bench(config: RunConfig, *, host: PluginHost, console: Any = None) -> RunResults:
@@ -403,26 +542,39 @@ def _execute(
                 tracker.set_tags({"dssl.resumed_from_step": str(resume.step)})
                 verb = f"dssl bench --resume (step {resume.step})"
             host.hook.dssl_run_started(run=info, config=config.to_dict())
-            console.print(
-                f"[bold]{verb}[/] {config.objective.name} on {config.backbone.name}, "
-                f"{config.dataset.name}, {built.device}, {config.optim.steps} steps — {built.init_report}"
-            )
-            checkpoint_state = resume.checkpoint if resume is not None else None
-            try:
-                trainer, summary = _train(built, tracker, host, info, run_dir, console, checkpoint_state, guard)
-            except BaseException:
-                with contextlib.suppress(Exception):  # the training error is the story; this must not replace it
-                    _report_bad_images(tracker, run_dir, console)
-                raise
-            _report_bad_images(tracker, run_dir, console)
-            if not trainer.dist.is_main:  # data parallel: rank 0 checkpoints, evaluates and reports
-                status = "FINISHED"
-                results = RunResults(run=info, config=config.to_dict())
-                return results
-            checkpoint = _save_checkpoints(built, trainer, run_dir, tracker, console)
+            if built.evaluation_only:
+                eval_name = (config.eval_dataset or config.dataset).name
+                console.print(
+                    f"[bold]dssl eval[/] {built.label} on {config.backbone.name}, {eval_name}, {built.device}, "
+                    f"nothing trained — {built.init_report}",
+                    highlight=False,
+                )
+                train_metrics: dict[str, float] = {}
+                checkpoint: Path | None = None
+            else:
+                console.print(
+                    f"[bold]{verb}[/] {config.objective.name} on {config.backbone.name}, "
+                    f"{config.dataset.name}, {built.device}, {config.optim.steps} steps — {built.init_report}"
+                )
+                checkpoint_state = resume.checkpoint if resume is not None else None
+                try:
+                    trainer, summary = _train(built, tracker, host, info, run_dir, console, checkpoint_state, guard)
+                except BaseException:
+                    with contextlib.suppress(Exception):  # the training error is the story; this must not replace it
+                        _report_bad_images(tracker, run_dir, console)
+                    raise
+                _report_bad_images(tracker, run_dir, console)
+                if not trainer.dist.is_main:  # data parallel: rank 0 checkpoints, evaluates and reports
+                    status = "FINISHED"
+                    results = RunResults(run=info, config=config.to_dict())
+                    return results
+                checkpoint = _save_checkpoints(built, trainer, run_dir, tracker, console)
+                train_metrics = {k: float(v) for k, v in summary.final_metrics.items()}
+                train_metrics |= {"seconds": summary.seconds, "images_per_second": summary.images_per_second}
             with guard.interruptible():  # nothing in an evaluation is worth finishing once preempted
                 evaluations = evaluate_backbone(built, host, tracker=tracker, info=info, console=console)
-                baselines = evaluate_baselines(built, host, console=console)
+                # An evaluation-only run's start is what it evaluates, and random init is a row of its own.
+                baselines = {} if built.evaluation_only else evaluate_baselines(built, host, console=console)
             for name, baseline in baselines.items():
                 tracker.log_metrics(
                     {f"baseline/{name}/{key}": v for result in baseline for key, v in result.flat_metrics().items()},
@@ -431,17 +583,19 @@ def _execute(
             results = RunResults(
                 run=info,
                 config=config.to_dict(),
-                train={k: float(v) for k, v in summary.final_metrics.items()}
-                | {"seconds": summary.seconds, "images_per_second": summary.images_per_second},
+                train=train_metrics,
                 evaluations=evaluations,
                 init=built.init_report,
                 baselines=baselines,
                 versions={"dssl-bench": __version__, "torch": torch.__version__} | built.plugins,
                 seconds=time.perf_counter() - started,
-                checkpoint=str(checkpoint),
+                checkpoint=None if checkpoint is None else str(checkpoint),
+                label=built.label,
             )
             results.write(run_dir / "results.json")
             tracker.log_results(results)
+            method = tracker_method(built)
+            tracker.set_description(run_description(config, method=method, label=built.label, evaluations=evaluations))
             print_results(results, console)
             status = "FINISHED"
     except KeyboardInterrupt:
@@ -601,17 +755,49 @@ def _download_text(run_id: str, artifact: str, tracking_uri: str | None) -> str:
     return Path(local).read_text()
 
 
+def tracker_method(built: BuiltRun) -> str:
+    """The method's leaderboard name (tag ``dssl.method``): the objective's label for a variant that is its own
+    method (``cotap+oaf``), else the objective; an evaluation-only run's label."""
+    if built.label is not None:
+        return built.label
+    return getattr(built.objective, "method_label", "") or built.config.objective.name
+
+
+def _split_sizes(built: BuiltRun) -> dict[str, dict[str, int]]:
+    """Images per split of what the run trains and evaluates on (splits without a length are left out)."""
+
+    def sizes(**splits: Any) -> dict[str, int]:
+        return {name: len(data) for name, data in splits.items() if hasattr(data, "__len__")}
+
+    return {"training": sizes(train=built.train_set), "evaluation": sizes(train=built.eval_train, val=built.eval_val)}
+
+
 def _start_logging(tracker: Any, built: BuiltRun, run_dir: Path) -> None:
     from dssl.tracking.mlflow_tracker import environment_tags
 
     config = built.config
-    tracker.log_params(run_params(config))
-    method = getattr(built.objective, "method_label", "") or config.objective.name
+    trained = not built.evaluation_only
+    method = tracker_method(built)
+    if trained:
+        tracker.log_params(run_params(config))
+        marker: dict[str, str] = {}
+    else:
+        assert built.label is not None
+        tracker.log_params(eval_params(config, built.label))
+        marker = {EVALUATION_ONLY_TAG: "true"}
     tracker.set_tags(
         environment_tags(device=str(built.device), plugins=built.plugins)
         | {"dssl.init": built.init_report[:500], METHOD_TAG: method}
+        | marker
+        | {f"{ROW_KEY_TAG}{name}": config.row_key(name, trained=trained) for name in config.evaluators}
     )
     tracker.set_tags({OUTPUT_DIR_TAG: str(run_dir.resolve())})
+    tracker.set_description(run_description(config, method=method, label=built.label))
+    tracker.log_dataset_inputs(
+        dataset_inputs(
+            config, trained=trained, sizes=_split_sizes(built), data_root=resolve_data_root(config.data_root)
+        )
+    )
     tracker.log_dict(config.to_dict(), "config.yaml")
     import yaml
 
@@ -816,7 +1002,7 @@ def evaluate_backbone(
     Args:
         built: The built run (its configuration, evaluation datasets and device).
         host: Plugin host (evaluator registry and lifecycle hooks).
-        backbone: The backbone to evaluate; default: the objective's ``eval_backbone()`` (DINO: the teacher).
+        backbone: The backbone to evaluate; default: :meth:`BuiltRun.evaluated_backbone` (DINO: the teacher).
         tracker: Where each result is logged as it arrives, followed by the ``dssl_evaluation_finished``
             hook; default: nowhere and no hook (the results are only returned).
         info: The run's identity for the lifecycle hooks.
@@ -831,7 +1017,7 @@ def evaluate_backbone(
     from dssl.engine.trainer import autocast_dtype
 
     config = built.config
-    backbone = backbone if backbone is not None else built.objective.eval_backbone()  # type: ignore[operator]
+    backbone = backbone if backbone is not None else built.evaluated_backbone()
     console = console if console is not None else Console(stderr=True)
     amp = autocast_dtype(config.precision, built.device)
 

@@ -51,6 +51,28 @@ def test_plugins_table_and_json():
     assert dino["kind"] == "objective" and dino["paper"]
 
 
+def test_plugins_listing_fits_80_columns_one_line_per_component_and_wide_shows_everything():
+    from dssl.host import get_host
+
+    names = [e.name for e in get_host().registry]
+    longest = max(get_host().registry, key=lambda e: len(e.summary))
+    narrow = CliRunner(env={"COLUMNS": "80"}).invoke(cli, ["plugins"])
+    assert narrow.exit_code == 0, narrow.output
+    lines = narrow.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    for name in names:  # every component on a line of its own
+        assert sum(f" {name} " in f" {line} " for line in lines) >= 1
+    assert longest.summary not in narrow.output and "…" in narrow.output  # cut, and marked as cut
+    assert "dssl-broken 0.0.1" in narrow.output and "ModuleNotFoundError" in narrow.output  # errors are never cut
+    wide = CliRunner(env={"COLUMNS": "80"}).invoke(cli, ["plugins", "--wide"])
+    assert max(len(line) for line in wide.output.splitlines()) <= 80
+    words = " ".join(line[35:].strip() for line in wide.output.splitlines())
+    assert " ".join(longest.summary.split()) in " ".join(words.split())  # whole, wrapped
+    assert "would provide dataset broken_data, evaluator broken_eval, objective broken_objective" in " ".join(
+        wide.output.split()
+    )
+
+
 def test_strict_plugins_fails_with_exit_2_and_names_the_plugin():
     result = CliRunner().invoke(cli, ["--strict-plugins", "plugins"])
     assert result.exit_code == 2
@@ -82,6 +104,8 @@ def test_dry_run_prints_the_resolved_config():
         (["--set", "oops"], "expected key.path=value"),
         (["--eval", "hummingbirb"], "unknown evaluator 'hummingbirb'"),
         (["--objective", "broken_objective"], "dssl-broken, which failed to load"),
+        (["--eval", "broken_eval"], "evaluator 'broken_eval' is provided by plugin dssl-broken, which failed"),
+        (["--dataset", "broken_data"], "dataset 'broken_data' is provided by plugin dssl-broken, which failed"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args, message):

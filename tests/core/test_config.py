@@ -116,3 +116,35 @@ def test_preset_settings_of_evaluators_not_run_are_dropped_but_the_users_still_f
     assert set(config.evaluator_options) == {"linear_seg"}
     with pytest.raises(ConfigError, match="evaluators not selected: knn"):
         resolve_config(cli={"evaluators": ["linear_seg"]}, sets=["evaluator_options.knn.k=[5]"])
+
+
+def test_another_training_dataset_is_also_the_evaluation_dataset():
+    # The cpu preset evaluates on its own embedded probe set (num_train 512); that set is the preset's
+    # evaluation of *embedded*, so another training dataset is evaluated on itself.
+    default = resolve_config()
+    assert default.eval_dataset is not None and default.eval_dataset.name == "embedded"
+    moved = resolve_config(cli={"dataset.name": "image_mask_folder"}, sets=["dataset.options.num_classes=3"])
+    assert moved.eval_dataset is None and moved.dataset.name == "image_mask_folder"
+    assert "num_train" not in moved.dataset.options  # the preset's embedded options never reach another dataset
+
+
+def test_eval_dataset_flag_wins_and_gets_the_preset_options_only_for_its_own_dataset():
+    other = resolve_config(cli={"eval_dataset.name": "embedded_natural"})
+    assert other.eval_dataset.name == "embedded_natural"
+    assert other.eval_dataset.options["num_train"] != 512  # the preset's embedded probe size did not leak
+    same = resolve_config(cli={"dataset.name": "embedded_natural", "eval_dataset.name": "embedded"})
+    assert (same.eval_dataset.name, same.eval_dataset.options["num_train"]) == ("embedded", 512)
+    # Evaluation options without a name are for the training dataset the user chose.
+    options_only = resolve_config(cli={"dataset.name": "embedded_natural"}, sets=["eval_dataset.options.num_val=10"])
+    assert (options_only.eval_dataset.name, options_only.eval_dataset.options["num_val"]) == ("embedded_natural", 10)
+
+
+def test_preset_training_dataset_options_stay_with_the_preset_dataset():
+    from dssl.config import preset_datasets_for
+
+    preset = {"dataset": {"name": "imagefolder", "options": {"size": 224}}, "eval_dataset": {"name": "voc2012"}}
+    assert preset_datasets_for(preset, {}) == preset
+    assert preset_datasets_for(preset, {"dataset": {"name": "imagefolder"}}) == preset
+    assert preset_datasets_for(preset, {"dataset": {"name": "coco_things"}}) == {"dataset": {}}
+    kept = preset_datasets_for(preset, {"dataset": {"name": "coco_things"}, "eval_dataset": {"name": "voc2012"}})
+    assert kept == {"dataset": {}, "eval_dataset": {"name": "voc2012"}}

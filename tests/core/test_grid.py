@@ -35,11 +35,13 @@ def invoke(*args: str):
 
 
 def mlflow_runs(uri: str, experiment: str) -> list[Any]:
+    """The grid's runs (parents and cells); the experiment's leaderboard run, which every grid updates, is not one."""
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
     found = client.get_experiment_by_name(experiment)
-    return list(client.search_runs([found.experiment_id])) if found else []
+    runs = list(client.search_runs([found.experiment_id])) if found else []
+    return [r for r in runs if "dssl.leaderboard" not in r.data.tags]
 
 
 # -- the file format --------------------------------------------------------------------------------------
@@ -118,6 +120,52 @@ def test_expansion_labels_order_and_overrides(tmp_path):
     assert by_key["cotap+oaf", "vit_t16", 1].sets == ("optim.lr=0.001", "objective.options.filter=oaf")
     assert by_key["cotap+oaf", "vit_s16", 1].sets[-1] == "optim.steps=7"
     assert by_key["cotap+oaf", "vit_s16", 1].overrides()["objective"] == "cotap"
+
+
+def test_checkpoint_entries_are_evaluation_only_rows_beside_the_objectives(tmp_path):
+    path = write_grid(
+        tmp_path / "ckpt.yaml",
+        objectives=["dino"],
+        backbones=["vit_t16", "vit_s16"],
+        checkpoints=[
+            {"label": "random-init", "init": "random"},
+            {"label": "dinov2", "init": "/ckpt/dinov2.pth", "backbone": "vit_s16", "set": ["seed=5"]},
+        ],
+        evaluators=["kmeans_seg"],
+        seeds=[0, 1],
+        overrides=[{"match": {"objective": "dinov2"}, "set": ["precision=fp32"]}],
+    )
+    spec = load_grid(path)
+    cells = spec.cells()
+    assert len(cells) == spec.n_cells == (2 + 2 + 1) * 2
+    rows = [(c.objective.key, c.backbone.key, c.checkpoint is not None) for c in cells[::2]]
+    assert rows == [
+        ("dino", "vit_t16", False),
+        ("dino", "vit_s16", False),
+        ("random-init", "vit_t16", True),
+        ("random-init", "vit_s16", True),
+        ("dinov2", "vit_s16", True),
+    ]
+    dinov2 = cells[-1]
+    assert dinov2.overrides() == {
+        "backbone": "vit_s16",
+        "dataset": "embedded",
+        "evaluators": ["kmeans_seg"],
+        "seed": 1,
+        "init": "/ckpt/dinov2.pth",
+    }
+    assert dinov2.sets == ("seed=5", "precision=fp32")
+    only_checkpoints = {"checkpoints": [{"label": "r", "init": "random"}], "evaluators": ["knn"]}
+    assert len(load_grid(write_grid(tmp_path / "c.yaml", **only_checkpoints)).cells()) == 1
+    with pytest.raises(ConfigError, match="objective label 'dino' appears twice"):
+        load_grid(
+            write_grid(
+                tmp_path / "d.yaml",
+                **only_checkpoints | {"objectives": ["dino"]} | {"checkpoints": [{"label": "dino", "init": "random"}]},
+            )
+        )
+    with pytest.raises(ConfigError, match="at least one objective"):
+        load_grid(write_grid(tmp_path / "e.yaml", evaluators=["knn"]))
 
 
 def test_cells_resolve_like_bench_and_fingerprints_identify_them(tmp_path):
@@ -283,6 +331,52 @@ def test_failing_cell_is_recorded_the_grid_goes_on_and_reruns_skip_finished_cell
     assert sum(r.info.status == "FINISHED" and "dssl.grid.cell" in r.data.tags for r in runs) == 1
     assert sum(r.info.status == "FAILED" and "dssl.grid.cell" in r.data.tags for r in runs) == 2
     assert sum("mlflow.parentRunId" not in r.data.tags for r in runs) == 2  # one parent per invocation
+
+
+def test_a_checkpoints_entry_is_evaluated_without_training_beside_trained_cells(tmp_path, monkeypatch):
+    import json
+
+    from mlflow import MlflowClient
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    path = write_grid(
+        tmp_path / "ranked.yaml",
+        base=TINY_BASE,
+        set=["objective.options.out_dim=256", "evaluator_options.kmeans_seg.n_init=1"],
+        objectives=["dino"],
+        checkpoints=[{"label": "random-init", "init": "random"}],
+        evaluators=["kmeans_seg"],
+        seeds=[0],
+    )
+    args = ["grid", str(path), "--tracking-uri", uri, "--experiment", "ranked"]
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    runs = mlflow_runs(uri, "ranked")
+    cells = {r.data.tags["dssl.grid.cell"]: r for r in runs if "dssl.grid.cell" in r.data.tags}
+    trained, evaluated = cells["dino / vit_t16 / embedded"], cells["random-init / vit_t16 / embedded"]
+    assert evaluated.info.status == "FINISHED" and evaluated.data.tags["dssl.evaluation_only"] == "true"
+    assert "train/loss" in trained.data.metrics and not any(k.startswith("train/") for k in evaluated.data.metrics)
+    assert evaluated.data.params["steps"] == "0" and evaluated.data.params["label"] == "random-init"
+    assert evaluated.data.tags["dssl.fingerprint"] == evaluated.data.params["config_hash"]
+    parent_id = evaluated.data.tags["mlflow.parentRunId"]
+    board = json.loads(Path(MlflowClient(uri).download_artifacts(parent_id, "grid_leaderboard.json")).read_text())
+    assert sorted(
+        (r["objective"], r["evaluation_only"]) for r in board["rows"] if r["metric"] == "kmeans_seg/miou"
+    ) == [
+        ("dino", False),
+        ("random-init", True),
+    ]
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0 and again.output.count("skipped (done in run") == 2
+    # Each grid ends by writing the experiment's leaderboard into it, as a table the MLflow UI renders.
+    client = MlflowClient(uri)
+    (board_run,) = client.search_runs(
+        [client.get_experiment_by_name("ranked").experiment_id], "tags.`dssl.leaderboard` = 'true'"
+    )
+    table = json.loads(Path(client.download_artifacts(board_run.info.run_id, "leaderboard.json")).read_text())
+    methods = {row[table["columns"].index("method")] for row in table["data"]}
+    assert methods == {"dino", "random-init (eval only)"}
 
 
 @pytest.mark.slow

@@ -71,6 +71,45 @@ def test_broken_plugin_is_isolated_and_reported():
         host.get("objective", "broken_objective")
 
 
+@pytest.mark.parametrize(("kind", "name"), [("evaluator", "broken_eval"), ("dataset", "broken_data")])
+def test_every_component_of_a_plugin_that_failed_to_import_names_the_plugin_and_its_error(kind, name):
+    host = PluginHost()
+    with pytest.raises(PluginError) as raised:
+        host.get(kind, name)
+    message = str(raised.value)
+    assert f"{kind} '{name}' is provided by plugin dssl-broken, which failed to load" in message
+    assert "ModuleNotFoundError: No module named 'dssl_broken_missing_dependency'" in message
+    assert "did you mean" not in message
+
+
+def test_components_are_read_from_the_source_of_a_module_that_fails_to_import(tmp_path, monkeypatch):
+    (tmp_path / "dssl_half_installed.py").write_text(
+        "import dssl\nimport no_such_dependency_of_this_plugin\n\n\n"
+        "@dssl.hookimpl\ndef dssl_register_evaluators(registry):\n"
+        "    registry.add('depth_probe', 'x.y:Z', summary='s')\n"
+        "    for name in computed_names():\n        registry.add(name, 'x.y:Z', summary='s')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from dssl.host import declared_components
+
+    assert declared_components("dssl_half_installed") == {("evaluator", "depth_probe")}
+    assert declared_components("no_such_module_anywhere") == set()
+    host = PluginHost(
+        sources=[PluginSource(distribution="dssl-half", version="1.0", name="half", value="dssl_half_installed")]
+    )
+    with pytest.raises(PluginError, match=r"evaluator 'depth_probe' is provided by plugin dssl-half.*no_such_dep"):
+        host.get("evaluator", "depth_probe")
+    # A name the plugin does not declare is simply unknown; the failed plugin is still listed.
+    with pytest.raises(UnknownComponentError, match=r"unknown evaluator 'other'.*failed to load: dssl-half"):
+        host.get("evaluator", "other")
+
+
+def test_a_plugin_whose_components_cannot_be_read_may_provide_any_unknown_name():
+    host = PluginHost(sources=[source("dssl-opaque", ImportError("no module named foo"))])
+    with pytest.raises(UnknownComponentError, match=r"which may provide it: dssl-opaque \(ImportError: no module"):
+        host.get("dataset", "anything")
+
+
 def test_failure_in_registration_removes_partial_entries():
     @hookimpl
     def dssl_register_objectives(registry):
@@ -81,6 +120,9 @@ def test_failure_in_registration_removes_partial_entries():
     assert host.records[0].status == "failed"
     assert "RuntimeError: boom" in host.records[0].error
     assert ("objective", "half") not in host.registry
+    # What it registered before the crash is still attributed to it.
+    with pytest.raises(PluginError, match=r"objective 'half' is provided by plugin dssl-crash.*RuntimeError: boom"):
+        host.get("objective", "half")
 
 
 def test_name_collision_names_both_distributions():

@@ -7,8 +7,10 @@ import json
 import dssl
 import pytest
 import torch
+import yaml
 from click.testing import CliRunner
 from dssl.cli.main import cli
+from dssl.data import fixtures
 from dssl.results import RunResults
 from tiny_config import TINY_SETS
 
@@ -19,14 +21,6 @@ TINY = [
     "evaluator_options.kmeans_seg.seeds=[0]",
     "evaluator_options.kmeans_seg.n_init=1",
 ]
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    return uri
 
 
 def _runs(uri: str):
@@ -60,7 +54,11 @@ def test_tiny_bench_trains_evaluates_and_logs(store, tmp_path):
     assert again.status == "FINISHED"
     board = CliRunner().invoke(cli, ["leaderboard", "--format", "json", "--metric", "linear_seg/miou"])
     rows = json.loads(board.output)
-    assert rows[0]["n_seeds"] == 2 and rows[0]["protocol"] == "linear_seg@1"
+    # Another init is another configuration: a row of its own, the init named as what sets the two apart.
+    assert sorted((r["variant"], r["n_seeds"], r["protocol"]) for r in rows) == [
+        ("init=random", 1, "linear_seg@1"),
+        (f"init=runs:/{run.info.run_id}", 1, "linear_seg@1"),
+    ]
 
 
 def test_non_finite_loss_fails_the_run_and_exits_1(store, monkeypatch):
@@ -168,3 +166,26 @@ def test_baselines_show_what_the_run_learned(store, tmp_path):
     assert all(not row.metric.startswith("baseline/") for row in collect_rows(tracking_uri=store))
     # Baselines change what is shown, not what is trained: the configuration fingerprint ignores them.
     assert resolve(objective="dino", sets=sets).fingerprint() == resolve(objective="dino", sets=TINY).fingerprint()
+
+
+def test_another_dataset_is_evaluated_on_its_own_data(store, tmp_path):
+    # No eval_dataset anywhere: the cpu preset's evaluation set (embedded, 512 images) belongs to embedded.
+    data_root = fixtures.write_image_mask_folder(tmp_path / "data")  # 3 classes, 3 train and 2 val images
+    tiny = {
+        "dataset": {"options": {"num_classes": 3, "size": 32}},
+        "augmentation": {"options": {"global_size": 32, "local_size": 16, "n_local": 2}},
+        "objective": {"options": {"out_dim": 64, "hidden_dim": 32, "bottleneck_dim": 16}},
+        "optim": {"steps": 2, "batch_size": 2, "warmup_steps": 1},
+        "evaluators": ["kmeans_seg"],
+        "evaluator_options": {"kmeans_seg": {"seeds": [0], "n_init": 1}},
+    }
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(tiny))
+    args = ["bench", "--dataset", "image_mask_folder", "--data-root", str(data_root), "--config", "tiny.yaml"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    (run,) = _runs(store)
+    assert run.data.params["eval_dataset"] == "image_mask_folder"
+    assert run.data.tags["dssl.dataset.kmeans_seg"] == "image_mask_folder"
+    written = RunResults.read(tmp_path / run.data.tags["dssl.output_dir"] / "results.json")
+    (evaluation,) = written.evaluations
+    assert (evaluation.settings["num_classes"], evaluation.settings["val_images"]) == (3, 2)  # the folder's val split

@@ -110,3 +110,25 @@ def test_unknown_target_is_one_clear_line(experiment: tuple[str, str]) -> None:
     result = CliRunner().invoke(cli, ["report", "no-such-thing", "--tracking-uri", uri, "--no-log"])
     assert result.exit_code == 2
     assert "no MLflow run or experiment named 'no-such-thing'" in result.output
+
+
+def _fake_run(run_id: str, seed: int, steps: int, value: float, start: int) -> object:
+    from types import SimpleNamespace
+
+    params = {"objective": "dino", "backbone": "vit_t16", "dataset": "embedded", "seed": str(seed), "steps": str(steps)}
+    tags = {"dssl.protocol.kmeans_seg": "kmeans_seg@1", "dssl.dataset.kmeans_seg": "embedded"}
+    data = SimpleNamespace(params=params, tags=tags, metrics={"kmeans_seg/miou": value})
+    return SimpleNamespace(info=SimpleNamespace(run_id=run_id, start_time=start, status="FINISHED"), data=data)
+
+
+def test_report_bars_are_leaderboard_rows_never_two_budgets_in_one_bar() -> None:
+    from dssl.report.runs import metric_groups, representatives
+
+    runs = [_fake_run("a", 0, 2, 10.0, 1), _fake_run("b", 0, 3, 14.0, 2), _fake_run("c", 1, 3, 16.0, 3)]
+    (groups,) = metric_groups(runs).values()
+    assert [(g.variant, g.mean, g.n) for g in groups] == [("steps=2", 10.0, 1), ("steps=3", 15.0, 2)]
+    assert groups[1].label == "dino\nvit_t16\nsteps=3"
+    assert [(run.info.run_id, label) for run, label in representatives(runs)] == [
+        ("a", "dino vit_t16 [steps=2]"),
+        ("b", "dino vit_t16 [steps=3]"),
+    ]

@@ -322,3 +322,68 @@ def test_absent_class_conventions_are_shown_and_never_ranked_together(tracking_u
     assert "absent classes: exclude_no_gt (classes without ground-truth pixels leave the mean)" in text
     published = reference_rows([{**REFERENCES[0], "absent_classes": "zero"}])
     assert published[0].absent_classes == "zero" and "absent classes: zero" in render(published, "markdown")
+
+
+def _bench_like_run(uri: str, experiment: str, value: float, **overrides: object) -> str:
+    """A run logged the way ``dssl bench`` logs one (params, row keys, config.yaml), with a made-up k-means score."""
+    from dssl import api
+    from dssl.runner import run_params
+    from dssl.tracking.leaderboard import ROW_KEY_TAG
+
+    config = api.resolve({"evaluators": ["kmeans_seg"], "device": "cpu", **overrides})
+    with MlflowTracker(tracking_uri=uri, experiment=experiment) as run:
+        run.log_params(run_params(config))
+        run.set_tags({METHOD_TAG: config.objective.name, f"{ROW_KEY_TAG}kmeans_seg": config.row_key("kmeans_seg")})
+        run.log_dict(config.to_dict(), "config.yaml")
+        run.log_evaluation(_evaluation("kmeans_seg", 1, "miou", value))
+    time.sleep(0.002)
+    return run.run_id
+
+
+def test_runs_at_other_step_counts_are_other_rows_and_reruns_of_a_seed_are_superseded(tracking_uri: str) -> None:
+    experiment = f"budgets-{uuid.uuid4().hex[:8]}"
+    long = _bench_like_run(tracking_uri, experiment, 30.0, seed=0, optim={"steps": 20})
+    first = _bench_like_run(tracking_uri, experiment, 25.0, seed=0, optim={"steps": 10})
+    rows = collect_rows(tracking_uri=tracking_uri, experiment=experiment)
+    assert sorted((r.variant, r.mean, r.n_seeds) for r in rows) == [("steps=10", 25.0, 1), ("steps=20", 30.0, 1)]
+    assert all(r.superseded == [] for r in rows)
+
+    again = _bench_like_run(tracking_uri, experiment, 26.0, seed=0, optim={"steps": 10})  # the same seed once more
+    other_seed = _bench_like_run(tracking_uri, experiment, 28.0, seed=1, optim={"steps": 10})
+    rows = {r.variant: r for r in collect_rows(tracking_uri=tracking_uri, experiment=experiment)}
+    assert set(rows) == {"steps=10", "steps=20"} and rows["steps=20"].run_ids == [long]
+    ten = rows["steps=10"]
+    assert (ten.run_ids, ten.mean, ten.n_seeds) == ([again, other_seed], 27.0, 2)
+    assert ten.superseded == [{"run_id": first, "seed": "0", "value": 25.0, "by": again}]
+
+    table = render(list(rows.values()), "table")
+    assert "variant" in table and "steps=10" in table and "steps=20" in table
+    assert "1 older run of a seed superseded (--all lists them)" in table and first[:8] not in table
+    listed = render(list(rows.values()), "markdown", all_runs=True)
+    assert f"{first[:8]} superseded by {again[:8]}" in listed and "_25.00_" in listed
+    assert json.loads(render(list(rows.values()), "json"))[0]["superseded"] is not None
+
+
+def test_variant_names_every_setting_that_differs_even_without_config_files(tracking_uri: str) -> None:
+    experiment = f"variant-params-{uuid.uuid4().hex[:8]}"
+    for seed, init in [(0, "random"), (1, "random"), (0, "timm")]:
+        with MlflowTracker(tracking_uri=tracking_uri, experiment=experiment) as run:
+            run.log_params({"objective": "dino", "backbone": "vit_t16", "seed": seed, "init": init, "steps": 5})
+            run.log_evaluation(_evaluation("linear_seg", 1, "miou", 40.0 + seed + (init == "timm") * 10))
+        time.sleep(0.002)
+    rows = collect_rows(tracking_uri=tracking_uri, experiment=experiment)
+    assert sorted((r.variant, r.n_seeds) for r in rows) == [("init=random", 2), ("init=timm", 1)]
+
+
+def test_leaderboard_all_flag_lists_superseded_runs(tracking_uri: str) -> None:
+    from click.testing import CliRunner
+    from dssl.cli.main import cli
+
+    experiment = f"all-{uuid.uuid4().hex[:8]}"
+    old = _bench_like_run(tracking_uri, experiment, 20.0, seed=0, optim={"steps": 4})
+    new = _bench_like_run(tracking_uri, experiment, 21.0, seed=0, optim={"steps": 4})
+    args = ["leaderboard", "--tracking-uri", tracking_uri, "--experiment", experiment]
+    plain = CliRunner().invoke(cli, args)
+    assert plain.exit_code == 0 and "1 older run of a seed superseded" in plain.output and old[:8] not in plain.output
+    everything = CliRunner().invoke(cli, [*args, "--all"])
+    assert f"{old[:8]} superseded by {new[:8]}" in everything.output

@@ -30,6 +30,17 @@ def _client(uri: str) -> Any:
     return MlflowClient(tracking_uri=uri)
 
 
+#: A dataset input record as the runner logs one.
+_DATASET = {
+    "name": "embedded",
+    "digest": "0123456789ab",
+    "source_type": "code",
+    "source": json.dumps({"tags": {"dssl.dataset": "embedded"}}),
+    "profile": json.dumps({"training": {"train": 8}}),
+    "context": "training",
+}
+
+
 def _connection_refused() -> Exception:
     from mlflow.exceptions import MlflowException
 
@@ -107,7 +118,9 @@ def test_tracker_queues_while_the_store_fails_and_replays_each_record_once(
         tracker.log_metrics({"train/loss": 2.0}, step=2)  # fails: queued, no exception
         tracker.log_params({"objective": "dino"})
         tracker.log_text("hello\n", "notes.txt")
-        assert tracker.waiting == 3
+        tracker.log_dataset_inputs([_DATASET])
+        tracker.set_description("**dino** on vit_t16")
+        assert tracker.waiting == 5
         assert lines[0].startswith(f"tracking degraded: {tracking_uri} is unreachable ([Errno 111] Connection refused)")
         assert lines[0].endswith("(1 waiting)")
         down["now"] = False
@@ -122,11 +135,14 @@ def test_tracker_queues_while_the_store_fails_and_replays_each_record_once(
     assert run.info.status == "FINISHED" and run.data.params == {"objective": "dino"}
     history = client.get_metric_history(run_id, "train/loss")
     assert [(m.step, m.value) for m in history] == [(1, 1.0), (2, 2.0), (3, 3.0)]
+    assert run.data.tags["mlflow.note.content"] == "**dino** on vit_t16"
+    assert [(i.dataset.name, i.tags[0].value) for i in run.inputs.dataset_inputs] == [("embedded", "training")]
     # Replaying the whole queue again (an upload interrupted before it was counted) adds nothing.
     spool = RecordSpool(tmp_path / QUEUE_DIR)
     spool.mark_sent(0)
     spool.replay(lambda record: real_apply(client, run_id, record))
     assert len(client.get_metric_history(run_id, "train/loss")) == 3
+    assert len(client.get_run(run_id).inputs.dataset_inputs) == 1
 
 
 def test_a_refused_request_still_raises(tracking_uri: str, new_experiment: Callable[[], str], tmp_path: Path) -> None:

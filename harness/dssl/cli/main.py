@@ -56,7 +56,7 @@ def cli(ctx: click.Context, strict_plugins: bool, disabled: tuple[str, ...], deb
 
 
 def _register_commands() -> None:
-    from dssl.cli.bench_cmd import bench
+    from dssl.cli.bench_cmd import bench, evaluate
     from dssl.cli.grid_cmd import grid
     from dssl.cli.leaderboard_cmd import leaderboard, ui
     from dssl.cli.new_plugin_cmd import new_plugin
@@ -64,7 +64,7 @@ def _register_commands() -> None:
     from dssl.cli.report_cmd import report
     from dssl.cli.sync_cmd import sync
 
-    for command in (plugins, bench, grid, leaderboard, report, sync, ui, new_plugin):
+    for command in (plugins, bench, evaluate, grid, leaderboard, report, sync, ui, new_plugin):
         cli.add_command(command)
 
 

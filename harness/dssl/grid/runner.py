@@ -35,7 +35,6 @@ import os
 import re
 import shutil
 import signal
-import statistics
 import sys
 import tempfile
 import time
@@ -50,7 +49,7 @@ from pydantic import ValidationError
 
 from dssl.errors import REQUEUE_EXIT_CODE, ConfigError, PreemptedError, RunFailedError, UsageError
 from dssl.grid.spec import GridCell, GridSpec, LauncherSpec
-from dssl.tracking.leaderboard import ABSENT_CLASSES_TAG, LeaderboardRow, search_all_runs
+from dssl.tracking.leaderboard import LeaderboardRow, search_all_runs
 from dssl.validation import describe_validation_error
 
 if TYPE_CHECKING:
@@ -83,7 +82,7 @@ class PlannedCell:
     Attributes:
         cell: The grid cell.
         config: Its resolved run configuration.
-        fingerprint: ``config.fingerprint()``.
+        fingerprint: ``config.fingerprint()`` (of an evaluation-only run for a ``checkpoints`` cell).
         status: ``done`` (a finished run exists; ``skipped`` once the grid ran), ``pending``, ``finished``
             (ran now) or ``failed``.
         run_id: The MLflow run of the cell (the earlier one when skipped).
@@ -100,6 +99,11 @@ class PlannedCell:
     error: str | None = None
     seconds: float | None = None
     resume_run_id: str | None = None
+
+    @property
+    def label(self) -> str | None:
+        """The name of the weights an evaluation-only (``checkpoints``) cell evaluates; ``None`` for training."""
+        return self.cell.objective.key if self.cell.checkpoint is not None else None
 
     @property
     def report(self) -> str:
@@ -180,7 +184,8 @@ def plan_grid(
             detail = describe_validation_error(exc) if isinstance(exc, ValidationError) else str(exc)
             detail = detail.replace("Value error, ", "").lstrip(": ")
             raise ConfigError(f"{where}cell {cell.label} seed {cell.seed}: {detail}") from None
-        planned.append(PlannedCell(cell=cell, config=config, fingerprint=config.fingerprint()))
+        fingerprint = config.fingerprint(trained=cell.checkpoint is None)
+        planned.append(PlannedCell(cell=cell, config=config, fingerprint=fingerprint))
     finished = _finished_runs_by_fingerprint(tracking_uri, experiment, {p.fingerprint for p in planned})
     for item in planned:
         if item.fingerprint in finished:
@@ -336,6 +341,7 @@ def run_grid(
                 "grid": name,
                 "cells": len(cells),
                 "objectives": [e.key for e in spec.objectives],
+                "checkpoints": [e.label for e in spec.checkpoints],
                 "backbones": [e.key for e in spec.backbones],
                 "datasets": [e.key for e in spec.datasets],
                 "evaluators": spec.evaluators,
@@ -363,12 +369,30 @@ def run_grid(
         counts = {s: sum(c.status == s for c in cells) for s in ("finished", "skipped", "failed")}
         parent.set_tags({f"dssl.grid.{k}": str(v) for k, v in counts.items()})
         parent.log_dict({"grid": name, "rows": [_row_json(r) for r in outcome.rows]}, LEADERBOARD_JSON)
-        parent.log_text(render_grid_markdown(outcome), LEADERBOARD_MD)
+        grid_markdown = render_grid_markdown(outcome)
+        parent.log_text(grid_markdown, LEADERBOARD_MD)
+        parent.set_description(_grid_description(spec, grid_markdown))
         print_grid(outcome, out)
+        from dssl.tracking.browse import log_leaderboard
+        from dssl.tracking.leaderboard import collect_rows
+
+        board = log_leaderboard(
+            tracking_uri, experiment, collect_rows(tracking_uri=tracking_uri, experiment=experiment)
+        )
+        console.print(escape(f"leaderboard of experiment {experiment}: run {board} (dssl leaderboard --log)"))
         if outcome.failed:
             listed = "; ".join(f"{_cell_title(c)}: {c.error}" for c in outcome.failed)
             raise RunFailedError(f"{len(outcome.failed)} of {len(cells)} grid cells failed: {listed}")
     return outcome
+
+
+def _grid_description(spec: GridSpec, markdown: str) -> str:
+    """The grid run's description: the grid file's own ``description``, then its leaderboard (as far as it fits)."""
+    from dssl.tracking.browse import fit_description
+
+    head = f"**Grid {spec.name}**" + (f": {spec.description.strip()}" if spec.description else "")
+    body = markdown.split("\n", 1)[1] if markdown.startswith("# ") else markdown  # its title is the head
+    return fit_description(head, body.replace("\n## ", "\n### "), f"(the whole table: {LEADERBOARD_MD})")
 
 
 def _cell_title(item: PlannedCell) -> str:
@@ -452,14 +476,17 @@ def _run_in_process(
     host: PluginHost,
     **_: Any,
 ) -> None:
-    from dssl.runner import resume_bench, run_bench
+    from dssl.runner import resume_bench, run_bench, run_eval
     from dssl.tracking.mlflow_tracker import nested_runs
 
     if item.resume_run_id:
         resume_bench(item.resume_run_id, host=host, tracking_uri=item.config.tracking.uri)
         return
     with nested_runs(parent_run_id, tags):
-        run_bench(item.config, host=host)
+        if item.label is not None:
+            run_eval(item.config, host=host, label=item.label)
+        else:
+            run_bench(item.config, host=host)
 
 
 def _child_env(parent_run_id: str, tags: Mapping[str, str]) -> dict[str, str]:
@@ -491,7 +518,15 @@ def _run_spawned(
         error_path = Path(tmp) / "error.txt"
         process = multiprocessing.get_context("spawn").Process(
             target=_cell_worker,
-            args=(item.config.to_dict(), env, str(log_path), dict(plugins), str(error_path), item.resume_run_id),
+            args=(
+                item.config.to_dict(),
+                env,
+                str(log_path),
+                dict(plugins),
+                str(error_path),
+                item.resume_run_id,
+                item.label,
+            ),
             name=f"dssl-grid-{item.cell.index + 1}",
         )
         process.start()
@@ -540,7 +575,7 @@ def _run_submitit(
         parameters = {k: v for k, v in parameters.items() if not k.startswith("slurm_")}
     executor.update_parameters(**parameters)
     env = _child_env(parent_run_id, tags)
-    job = executor.submit(SubmititCell(), item.config.to_dict(), env, dict(plugins), item.resume_run_id)
+    job = executor.submit(SubmititCell(), item.config.to_dict(), env, dict(plugins), item.resume_run_id, item.label)
     try:
         job.result()
     except submitit.core.utils.FailedJobError as exc:
@@ -569,7 +604,12 @@ class SubmititCell:
         self.resume_target: str | None = None
 
     def __call__(
-        self, config: dict[str, Any], env: Mapping[str, str], plugins: Mapping[str, Any], resume_run_id: str | None
+        self,
+        config: dict[str, Any],
+        env: Mapping[str, str],
+        plugins: Mapping[str, Any],
+        resume_run_id: str | None,
+        label: str | None = None,
     ) -> None:
         import submitit
 
@@ -577,7 +617,7 @@ class SubmititCell:
         requeue_signal = signal.Signals[f"SIG{submitit.JobEnvironment().USR_SIG}"]
         config = {**config, "preempt_signals": [*config.get("preempt_signals", []), requeue_signal.name]}
         try:
-            _run_resolved(config, plugins, self.resume_target or resume_run_id)
+            _run_resolved(config, plugins, self.resume_target or resume_run_id, label)
         except PreemptedError as exc:
             self.resume_target = exc.resume_target or self.resume_target
             if not callable(signal.getsignal(requeue_signal)):
@@ -593,15 +633,20 @@ class SubmititCell:
         return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
 
 
-def _run_resolved(config: dict[str, Any], plugins: Mapping[str, Any], resume_run_id: str | None) -> None:
-    """Run (or resume) one resolved configuration in a fresh process (a spawned worker or a job)."""
+def _run_resolved(
+    config: dict[str, Any], plugins: Mapping[str, Any], resume_run_id: str | None, label: str | None = None
+) -> None:
+    """Run (or resume) one resolved configuration in a fresh process (a spawned worker or a job); with a
+    ``label``, evaluate its ``backbone.init`` without training (a ``checkpoints`` cell)."""
     from dssl.config import RunConfig
     from dssl.host import get_host
-    from dssl.runner import resume_bench, run_bench
+    from dssl.runner import resume_bench, run_bench, run_eval
 
     host = get_host(disabled=plugins.get("disabled", ()), strict=bool(plugins.get("strict")))
     resolved = RunConfig.model_validate(config)
-    if resume_run_id:
+    if label is not None:
+        run_eval(resolved, host=host, label=label)
+    elif resume_run_id:
         resume_bench(resume_run_id, host=host, tracking_uri=resolved.tracking.uri)
     else:
         run_bench(resolved, host=host)
@@ -614,6 +659,7 @@ def _cell_worker(
     plugins: Mapping[str, Any],
     error_path: str,
     resume_run_id: str | None = None,
+    label: str | None = None,
 ) -> None:
     """Entry point of a spawned cell process: run (or resume) one resolved configuration, output to ``log_path``."""
     os.environ.update(env)
@@ -623,7 +669,7 @@ def _cell_worker(
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
         try:
-            _run_resolved(config, plugins, resume_run_id)
+            _run_resolved(config, plugins, resume_run_id, label)
         except BaseException as exc:
             Path(error_path).write_text(_error_text(exc))
             import traceback
@@ -655,14 +701,27 @@ def _record_failure(item: PlannedCell, exc: BaseException, *, parent_run_id: str
     )
     tracker.__enter__()
     with contextlib.suppress(Exception):
-        tracker.log_params(_cell_params(config))
+        tracker.log_params(_cell_params(item))
         tracker.log_dict(config.to_dict(), "config.yaml")
     tracker.__exit__(type(exc), exc, exc.__traceback__)
     return tracker.run_id
 
 
-def _cell_params(config: RunConfig) -> dict[str, Any]:
-    """The identifying params of a run (a subset of :func:`dssl.runner.run_params`, without importing torch)."""
+def _cell_params(item: PlannedCell) -> dict[str, Any]:
+    """The identifying params of a cell's run (a subset of :func:`dssl.runner.run_params` or
+    :func:`dssl.runner.eval_params`, without importing torch)."""
+    config = item.config
+    if item.label is not None:
+        return {
+            "label": item.label,
+            "backbone": config.backbone.name,
+            "init": config.backbone.init,
+            "evaluators": ",".join(config.evaluators),
+            "seed": config.seed,
+            "steps": 0,
+            "preset": config.preset,
+            "config_hash": item.fingerprint,
+        }
     return {
         "objective": config.objective.name,
         "backbone": config.backbone.name,
@@ -689,65 +748,38 @@ def _mark_failed(tracking_uri: str, run_id: str, error: str) -> None:
 def grid_rows(cells: Sequence[PlannedCell], *, tracking_uri: str) -> list[LeaderboardRow]:
     """Aggregate the evaluation metrics of the cells' finished runs over seeds.
 
-    Rows are per (objective label, backbone label, dataset label) and column, a column being one metric
-    under one protocol id (``<protocol>@<version>``) on one evaluation dataset, so that numbers of two
-    protocol versions never share a column. Metrics follow :func:`dssl.tracking.leaderboard.collect_rows`:
-    ``<evaluator>/<metric>`` with a ``dssl.protocol.<evaluator>`` tag, ``*_std`` companions left out.
+    Rows are grouped like the leaderboard's (:func:`dssl.tracking.leaderboard.aggregate_runs`: runs that differ
+    only in the seed), named by the cells' labels (objective, backbone and dataset labels), so that numbers of
+    two protocol versions never share a column and cells whose settings differ (a per-seed override) never
+    share a row. Only the run of each cell counts.
     """
-    done = [c for c in cells if c.status in ("finished", "skipped", "done") and c.run_id]
+    from dssl.config import comparable_settings
+    from dssl.tracking.leaderboard import aggregate_runs
+
+    done = {c.run_id: c for c in cells if c.status in ("finished", "skipped", "done") and c.run_id}
     if not done:
         return []
     client = _client(tracking_uri, create=False)
     if client is None:
         return []
-    groups: dict[tuple[str, ...], list[tuple[int, str, float]]] = {}
-    directions: dict[tuple[str, ...], str] = {}
-    for item in done:
-        run = client.get_run(item.run_id)
-        tags, metrics = run.data.tags, run.data.metrics
-        for key, value in metrics.items():
-            evaluator, sep, name = key.partition("/")
-            if not sep or (name.endswith("_std") and key[: -len("_std")] in metrics):
-                continue
-            protocol = tags.get(f"dssl.protocol.{evaluator}")
-            if protocol is None:
-                continue
-            dataset = tags.get(f"dssl.dataset.{evaluator}") or item.cell.dataset.key
-            cell = item.cell
-            absent = tags.get(f"{ABSENT_CLASSES_TAG}{evaluator}", "")
-            group = (cell.objective.key, cell.backbone.key, cell.dataset.key, dataset, protocol, key, absent)
-            directions.setdefault(group, "lower" if tags.get(f"dssl.direction.{key}") == "lower" else "higher")
-            groups.setdefault(group, []).append((cell.seed, item.run_id or "", float(value)))
-    rows = []
-    for group, seeds in groups.items():
-        objective, backbone, train_dataset, dataset, protocol, key, absent = group
-        seeds.sort()
-        values = [v for _, _, v in seeds]
-        rows.append(
-            LeaderboardRow(
-                objective=objective,
-                backbone=backbone,
-                dataset=dataset,
-                protocol=protocol,
-                metric=key,
-                mean=statistics.fmean(values),
-                std=statistics.stdev(values) if len(values) > 1 else None,
-                n_seeds=len(values),
-                direction="lower" if directions[group] == "lower" else "higher",
-                run_ids=[run_id for _, run_id, _ in seeds],
-                train_dataset=train_dataset,
-                absent_classes=absent or None,
-            )
-        )
-    return rows
+
+    def labels(run: Any) -> tuple[str, str, str]:
+        return _label_of(done[run.info.run_id])
+
+    def settings(run: Any, evaluator: str) -> dict[str, Any]:
+        item = done[run.info.run_id]
+        return comparable_settings(item.config.to_dict(), evaluator, trained=item.cell.checkpoint is None)
+
+    return aggregate_runs([client.get_run(run_id) for run_id in done], identity=labels, settings=settings)
+
+
+def _label_of(item: PlannedCell) -> tuple[str, str, str]:
+    """The grid row of a cell: its objective (or checkpoint), backbone and dataset labels."""
+    return item.cell.objective.key, item.cell.backbone.key, item.cell.dataset.key
 
 
 def _row_labels(outcome: GridOutcome) -> list[tuple[str, str, str]]:
-    seen: dict[tuple[str, str, str], None] = {}
-    for item in outcome.cells:
-        cell = item.cell
-        seen.setdefault((cell.objective.key, cell.backbone.key, cell.dataset.key), None)
-    return list(seen)
+    return list(dict.fromkeys(_label_of(item) for item in outcome.cells))
 
 
 def _natural(text: str) -> list[Any]:
@@ -766,7 +798,7 @@ class _Table:
 
 def _tables(outcome: GridOutcome) -> list[_Table]:
     """The grid leaderboard: per (evaluator, protocol id, dataset, absent-class convention), a row per cell
-    label and a column per metric.
+    label (one per variant when cells of a label differ in more than the seed) and a column per metric.
 
     A column is one metric under one protocol id, so numbers of two protocol versions never share one.
     """
@@ -781,31 +813,29 @@ def _tables(outcome: GridOutcome) -> list[_Table]:
             metrics.setdefault(row.metric, "↑" if row.direction == "higher" else "↓")
         header = ["objective", "backbone", "dataset", "seeds"]
         header += [f"{metric.partition('/')[2] or metric} {arrow}" for metric, arrow in metrics.items()]
-        index = {(r.objective, r.backbone, r.train_dataset or "", r.metric): r for r in rows}
         body = []
-        for objective, backbone, train_dataset in _row_labels(outcome):
-            items = [
-                c
-                for c in outcome.cells
-                if (c.cell.objective.key, c.cell.backbone.key, c.cell.dataset.key)
-                == (objective, backbone, train_dataset)
-            ]
+        for label in _row_labels(outcome):
+            items = [c for c in outcome.cells if _label_of(c) == label]
             ok = sum(c.status in ("finished", "skipped", "done") for c in items)
             failed = sum(c.status == "failed" for c in items)
-            line = [
-                objective,
-                backbone,
-                train_dataset,
-                f"{ok}/{len(items)}" + (f" ({failed} failed)" if failed else ""),
-            ]
-            for metric in metrics:
-                row = index.get((objective, backbone, train_dataset, metric))
-                if row is None:
-                    line.append("—")
-                    continue
-                text = row.value_text if math.isfinite(row.mean) else "nan"
-                line.append(text + (f" (n={row.n_seeds})" if row.n_seeds != ok else ""))
-            body.append(line)
+            seeds = f"{ok}/{len(items)}" + (f" ({failed} failed)" if failed else "")
+            mine = [r for r in rows if (r.objective, r.backbone, r.train_dataset or "") == label]
+            variants: dict[str, dict[str, LeaderboardRow]] = {}
+            for row in mine:
+                variants.setdefault(row.row_key or "", {})[row.metric] = row
+            for by_metric in variants.values() or [{}]:
+                variant = next((r.variant for r in by_metric.values() if r.variant), None)
+                objective = label[0] + (" (eval only)" if items[0].label is not None else "")
+                objective += f" [{variant}]" if variant else ""
+                line = [objective, label[1], label[2], seeds]
+                for metric in metrics:
+                    row = by_metric.get(metric)
+                    if row is None:
+                        line.append("—")
+                        continue
+                    text = row.value_text if math.isfinite(row.mean) else "nan"
+                    line.append(text + (f" (n={row.n_seeds})" if row.n_seeds != ok else ""))
+                body.append(line)
         title = f"{evaluator} — {protocol} on {dataset}" + (f" (absent classes: {absent})" if absent else "")
         tables.append(_Table(title=title, header=header, body=body))
     return tables

@@ -18,10 +18,15 @@ A grid file is YAML, validated by :class:`GridSpec` (unknown keys are errors)::
     overrides:                       # per-cell overrides, matched on labels
       - match: {objective: cotap+oaf, backbone: vit_t16}
         set: [optim.lr=0.001]
+    checkpoints:                     # evaluation-only rows: weights evaluated as they are, never trained
+      - {label: random-init, init: random}
+      - {label: dinov2-s14, init: /ckpt/dinov2_vits14.pth, backbone: vit_s14_reg}
 
 Each cell's configuration is layered, lowest first: defaults < preset < ``base`` < the cell's axis values
 (objective, backbone, dataset, evaluators, seed) < ``set`` < the axis entries' ``set`` < matching
-``overrides`` (in file order). This module imports no torch.
+``overrides`` (in file order). A ``checkpoints`` entry is a row of its own next to the objectives (its label
+shares their namespace, also in ``overrides``): one evaluation-only cell (``dssl eval``) per backbone (its own
+``backbone``, else every backbone of the grid), dataset and seed. This module imports no torch.
 
 Example:
     >>> spec = GridSpec.model_validate({"objectives": ["dino"], "evaluators": ["kmeans_seg"], "seeds": [0, 1]})
@@ -31,7 +36,6 @@ Example:
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -98,6 +102,28 @@ class AxisEntry(_Strict):
         return self.label or self.name
 
 
+class CheckpointEntry(_Strict):
+    """Weights evaluated without training (``dssl eval``), ranked beside the trained cells.
+
+    Attributes:
+        label: The row's name (the method column); unique among the objectives' and checkpoints' labels.
+        init: What is evaluated: ``random``, ``timm``, a checkpoint file, ``runs:/RUN_ID`` or ``warmstart[:NAME]``.
+        backbone: The backbone (label of the grid's ``backbones`` or any backbone name) the weights are for;
+            default: every backbone of the grid.
+        set: ``key.path=value`` overrides applied to the cells of this entry.
+    """
+
+    label: str = Field(min_length=1)
+    init: str = Field(min_length=1)
+    backbone: str | None = Field(None, min_length=1)
+    set: list[str] = Field(default_factory=list)
+
+    @field_validator("set")
+    @classmethod
+    def _valid_sets(cls, value: list[str]) -> list[str]:
+        return _check_sets(value)
+
+
 class CellOverride(_Strict):
     """Overrides for the cells whose labels match.
 
@@ -150,6 +176,8 @@ class GridCell:
         base: The grid's base configuration mapping.
         evaluators: Evaluators the cell runs.
         sets: ``key.path=value`` overrides in order of precedence.
+        checkpoint: The weights an evaluation-only cell evaluates; ``None`` for a cell that trains. Its
+            ``objective`` then names the row (``name`` and ``label`` are the checkpoint's label).
     """
 
     index: int
@@ -160,6 +188,7 @@ class GridCell:
     base: dict[str, Any]
     evaluators: tuple[str, ...]
     sets: tuple[str, ...]
+    checkpoint: CheckpointEntry | None = None
 
     @property
     def label(self) -> str:
@@ -173,13 +202,11 @@ class GridCell:
 
     def overrides(self) -> dict[str, Any]:
         """Keyword overrides for :func:`dssl.api.resolve` (the CLI-flag layer)."""
-        return {
-            "objective": self.objective.name,
-            "backbone": self.backbone.name,
-            "dataset": self.dataset.name,
-            "evaluators": list(self.evaluators),
-            "seed": self.seed,
-        }
+        axes = {"backbone": self.backbone.name, "dataset": self.dataset.name}
+        axes |= {"evaluators": list(self.evaluators), "seed": self.seed}
+        if self.checkpoint is not None:
+            return axes | {"init": self.checkpoint.init}
+        return {"objective": self.objective.name} | axes
 
 
 class LauncherSpec(_Strict):
@@ -216,13 +243,14 @@ class GridSpec(_Strict):
         experiment: MLflow experiment of the parent and child runs; default ``dssl``.
         base: Run configuration keys shared by every cell.
         set: ``--set``-style overrides shared by every cell.
-        objectives: Objective names or entries (``{name, label, set}``).
+        objectives: Objective names or entries (``{name, label, set}``); may be empty when ``checkpoints`` is not.
         backbones: Backbone names or entries.
         datasets: Training dataset names or entries.
         evaluators: Evaluators every cell runs.
         seeds: Seeds; each (objective, backbone, dataset) row is run once per seed.
         overrides: Per-cell overrides.
         launcher: Where the cells run (``dssl grid --launcher`` and its flags override it).
+        checkpoints: Weights evaluated without training, each a row beside the objectives.
     """
 
     name: str | None = Field(None, min_length=1, pattern=r"^[\w.+-]+$")
@@ -230,13 +258,14 @@ class GridSpec(_Strict):
     experiment: str | None = Field(None, min_length=1)
     base: dict[str, Any] = Field(default_factory=dict)
     set: list[str] = Field(default_factory=list)
-    objectives: list[AxisEntry] = Field(min_length=1)
+    objectives: list[AxisEntry] = Field(default_factory=list)
     backbones: list[AxisEntry] = Field(default_factory=lambda: [AxisEntry(name="vit_t16")], min_length=1)
     datasets: list[AxisEntry] = Field(default_factory=lambda: [AxisEntry(name="embedded")], min_length=1)
     evaluators: list[str] = Field(min_length=1)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     overrides: list[CellOverride] = Field(default_factory=list)
     launcher: LauncherSpec = Field(default_factory=LauncherSpec)
+    checkpoints: list[CheckpointEntry] = Field(default_factory=list)
 
     @field_validator("set")
     @classmethod
@@ -272,13 +301,19 @@ class GridSpec(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> GridSpec:
-        axes = {"objective": self.objectives, "backbone": self.backbones, "dataset": self.datasets}
+        if not self.objectives and not self.checkpoints:
+            raise ValueError("objectives: give at least one objective (or checkpoints to evaluate)")
+        axes: dict[str, list[Any]] = {"objective": self.objectives, "backbone": self.backbones}
+        axes["dataset"] = self.datasets
         for axis, entries in axes.items():
             labels = [entry.key for entry in entries]
+            if axis == "objective":
+                labels += [entry.label for entry in self.checkpoints]
             duplicate = next((label for label in labels if labels.count(label) > 1), None)
             if duplicate is not None:
                 raise ValueError(f"{axis} label {duplicate!r} appears twice; give entries distinct 'label's")
         known = {axis: {entry.key for entry in entries} for axis, entries in axes.items()}
+        known["objective"] |= {entry.label for entry in self.checkpoints}
         known["seed"] = {str(seed) for seed in self.seeds}
         for i, override in enumerate(self.overrides):
             for axis in _MATCH_KEYS:
@@ -301,8 +336,15 @@ class GridSpec(_Strict):
         return list(self._iter_cells())
 
     def _iter_cells(self) -> Iterator[GridCell]:
-        product = itertools.product(self.objectives, self.backbones, self.datasets, self.seeds)
-        for index, (objective, backbone, dataset, seed) in enumerate(product):
+        trained = [(objective, backbone, None) for objective in self.objectives for backbone in self.backbones]
+        evaluated = [
+            (AxisEntry(name=entry.label, set=entry.set), backbone, entry)
+            for entry in self.checkpoints
+            for backbone in self._backbones_of(entry)
+        ]
+        rows = [*trained, *evaluated]
+        product = ((*row, dataset, seed) for row in rows for dataset in self.datasets for seed in self.seeds)
+        for index, (objective, backbone, checkpoint, dataset, seed) in enumerate(product):
             cell = GridCell(
                 index=index,
                 objective=objective,
@@ -312,6 +354,7 @@ class GridSpec(_Strict):
                 base=self.base,
                 evaluators=tuple(self.evaluators),
                 sets=(),
+                checkpoint=checkpoint,
             )
             sets = [*self.set, *objective.set, *backbone.set, *dataset.set]
             for override in self.overrides:
@@ -319,10 +362,17 @@ class GridSpec(_Strict):
                     sets.extend(override.set)
             yield replace(cell, sets=tuple(sets))
 
+    def _backbones_of(self, entry: CheckpointEntry) -> list[AxisEntry]:
+        """The backbones a checkpoint is evaluated on: its own (a grid label or a name), else the grid's."""
+        if entry.backbone is None:
+            return list(self.backbones)
+        return [next((b for b in self.backbones if b.key == entry.backbone), AxisEntry(name=entry.backbone))]
+
     @property
     def n_cells(self) -> int:
         """Number of cells (runs) in the grid."""
-        return len(self.objectives) * len(self.backbones) * len(self.datasets) * len(self.seeds)
+        rows = len(self.objectives) * len(self.backbones) + sum(len(self._backbones_of(e)) for e in self.checkpoints)
+        return rows * len(self.datasets) * len(self.seeds)
 
 
 def load_grid(path: str | Path) -> GridSpec:

@@ -11,6 +11,7 @@ from typing import Any
 
 from dssl.host import PluginHost
 from dssl.report.runs import REPORT_TAG, method_of, metric_groups, representatives, select_runs
+from dssl.tracking.leaderboard import logged_settings
 
 #: Artifact folder of the report in MLflow.
 ARTIFACT_DIR = "report"
@@ -70,7 +71,8 @@ def build_report(
     files = ReportFiles(folder=output_dir, page=output_dir / "report.html")
     echo(f"report on {selection.title}: {len(selection.runs)} runs")
 
-    files.images["metrics"] = figures.metric_bars(metric_groups(selection.runs), output_dir / "metrics.png")
+    settings = logged_settings(client)
+    files.images["metrics"] = figures.metric_bars(metric_groups(selection.runs, settings), output_dir / "metrics.png")
     curves: dict[str, dict[str, list[tuple[int, float]]]] = {}
     for run in selection.runs:
         label = f"{method_of(run)} {run.data.params['backbone']} s{run.data.params.get('seed', '?')}"
@@ -80,8 +82,7 @@ def build_report(
     files.images["training"] = figures.training_curves(curves, output_dir / "training.png")
 
     backbones: list[dense.RunBackbone] = []
-    for run in representatives(selection.runs):
-        label = f"{method_of(run)} {run.data.params['backbone']}"
+    for run, label in representatives(selection.runs, settings):
         try:
             backbones.append(dense.load_run_backbone(client, run, host, label))
         except (FileNotFoundError, ValueError) as exc:

@@ -44,7 +44,7 @@ def metric_bars(sections: Mapping[tuple[str, str], Sequence[MetricGroup]], path:
         ax.set_xticks(positions, [g.label for g in groups], fontsize=7)
         ax.set_title(f"{key}  ({protocol})", fontsize=9)
         for x, g in zip(positions, groups, strict=True):
-            ax.annotate(f"{g.mean:.2f}\nn={len(g.values)}", (x, g.mean), ha="center", va="bottom", fontsize=6)
+            ax.annotate(f"{g.mean:.2f}\nn={g.n}", (x, g.mean), ha="center", va="bottom", fontsize=6)
     return _save_panels(fig, axes, used=len(sections), empty="no evaluation metrics", path=path)
 
 

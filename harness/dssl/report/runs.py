@@ -1,14 +1,17 @@
-"""Which runs a report covers, and their metrics grouped per method, backbone and protocol."""
+"""Which runs a report covers, and their metrics grouped as the leaderboard groups them.
+
+A bar is one leaderboard row (:func:`dssl.tracking.leaderboard.aggregate_runs`): runs that differ only in the
+seed, mean ± std over seeds, so that a report never draws runs of two budgets as one bar.
+"""
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from dssl.errors import UsageError
-from dssl.tracking.leaderboard import METHOD_TAG, search_all_runs
+from dssl.tracking.leaderboard import METHOD_TAG, aggregate_runs, run_identity, search_all_runs
 
 #: MLflow's tag naming a nested run's parent.
 PARENT_TAG = "mlflow.parentRunId"
@@ -35,23 +38,29 @@ class Selection:
 
 @dataclass
 class MetricGroup:
-    """One bar of a metric plot: a method on a backbone, mean ± std over its runs (seeds)."""
+    """One bar of a metric plot: a leaderboard row, mean ± std over its seeds.
+
+    Attributes:
+        method: The method (``dssl.method`` tag or objective).
+        backbone: The backbone.
+        mean: Mean over seeds.
+        std: Sample standard deviation over seeds (0 with one seed).
+        n: Number of seeds.
+        variant: What sets the bar apart from other bars of the same method and backbone (``steps=20``).
+        run_ids: The runs behind the bar, one per seed, lowest seed first.
+    """
 
     method: str
     backbone: str
-    values: list[float] = field(default_factory=list)
+    mean: float
+    std: float = 0.0
+    n: int = 1
+    variant: str | None = None
+    run_ids: list[str] = field(default_factory=list)
 
     @property
     def label(self) -> str:
-        return f"{self.method}\n{self.backbone}"
-
-    @property
-    def mean(self) -> float:
-        return statistics.fmean(self.values)
-
-    @property
-    def std(self) -> float:
-        return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
+        return f"{self.method}\n{self.backbone}" + (f"\n{self.variant}" if self.variant else "")
 
 
 def method_of(run: Any) -> str:
@@ -60,7 +69,7 @@ def method_of(run: Any) -> str:
 
 
 def _is_benchmark_run(run: Any) -> bool:
-    return run.info.status == "FINISHED" and bool(run.data.params.get("objective") and run.data.params.get("backbone"))
+    return run.info.status == "FINISHED" and run_identity(run) is not None
 
 
 def select_runs(client: Any, target: str) -> Selection:
@@ -90,7 +99,7 @@ def select_runs(client: Any, target: str) -> Selection:
         selection = Selection(target, experiment.experiment_id, runs, None)
     selection.runs = [r for r in selection.runs if _is_benchmark_run(r)]
     if not selection.runs:
-        raise UsageError(f"{target!r} has no finished benchmark run (a run with objective and backbone params)")
+        raise UsageError(f"{target!r} has no finished benchmark run (a run with a method and a backbone param)")
     selection.runs.sort(key=lambda r: r.info.start_time or 0)
     return selection
 
@@ -99,41 +108,45 @@ def _search(client: Any, experiment_id: str, filter_string: str) -> list[Any]:
     return list(search_all_runs(client, [experiment_id], filter_string))
 
 
-def metric_groups(runs: Sequence[Any]) -> dict[tuple[str, str], list[MetricGroup]]:
-    """Final evaluation metrics per ``(protocol id, metric)``, one group per (method, backbone).
+def metric_groups(runs: Sequence[Any], settings: Any = None) -> dict[tuple[str, str], list[MetricGroup]]:
+    """Final evaluation metrics per ``(protocol id, metric)``, one group per leaderboard row.
 
     Only metrics of evaluators with a ``dssl.protocol.<evaluator>`` tag count (training metrics and
     ``*_std`` companions do not); diagnostics are kept, since a report shows them too.
+
+    Args:
+        runs: Finished benchmark runs.
+        settings: ``(run, evaluator) -> settings`` for the variants (:func:`dssl.tracking.leaderboard.logged_settings`);
+            the runs' params when ``None``.
     """
-    sections: dict[tuple[str, str], dict[tuple[str, str], MetricGroup]] = {}
-    for run in runs:
-        tags, metrics = run.data.tags, run.data.metrics
-        for key, value in metrics.items():
-            evaluator, sep, name = key.partition("/")
-            if not sep or evaluator == "train" or (name.endswith("_std") and key[: -len("_std")] in metrics):
-                continue
-            protocol = tags.get(f"dssl.protocol.{evaluator}")
-            if protocol is None:
-                continue
-            group_key = (method_of(run), run.data.params["backbone"])
-            groups = sections.setdefault((protocol, key), {})
-            groups.setdefault(group_key, MetricGroup(*group_key)).values.append(float(value))
-    return {section: list(groups.values()) for section, groups in sorted(sections.items())}
+    sections: dict[tuple[str, str], list[MetricGroup]] = {}
+    for row in aggregate_runs(runs, diagnostics=True, settings=settings):
+        group = MetricGroup(
+            method=row.method_text,
+            backbone=row.backbone,
+            mean=row.mean,
+            std=row.std or 0.0,
+            n=row.n_seeds,
+            variant=row.variant,
+            run_ids=list(row.run_ids),
+        )
+        sections.setdefault((row.protocol, row.metric), []).append(group)
+    return {
+        section: sorted(groups, key=lambda g: (g.method, g.backbone, g.variant or ""))
+        for section, groups in sorted(sections.items())
+    }
 
 
-def representatives(runs: Sequence[Any]) -> list[Any]:
-    """One run per (method, backbone): the one with the lowest seed (its backbone is shown in image grids)."""
-    chosen: dict[tuple[str, str], Any] = {}
-    for run in runs:
-        key = (method_of(run), run.data.params["backbone"])
-        seed = _seed(run)
-        if key not in chosen or seed < _seed(chosen[key]):
-            chosen[key] = run
-    return list(chosen.values())
+def representatives(runs: Sequence[Any], settings: Any = None) -> list[tuple[Any, str]]:
+    """One run per leaderboard row (the lowest seed's), with the row's label: its backbone is shown in image grids.
 
-
-def _seed(run: Any) -> int:
-    try:
-        return int(run.data.params.get("seed", 0))
-    except ValueError:
-        return 0
+    Returns:
+        ``(run, label)`` pairs, the label ``"<method> <backbone>"`` plus the row's variant when it has one.
+    """
+    by_id = {run.info.run_id: run for run in runs}
+    chosen: dict[str, str] = {}
+    for groups in metric_groups(runs, settings).values():
+        for group in groups:
+            label = f"{group.method} {group.backbone}" + (f" [{group.variant}]" if group.variant else "")
+            chosen.setdefault(group.run_ids[0], label)
+    return [(by_id[run_id], label) for run_id, label in chosen.items()]

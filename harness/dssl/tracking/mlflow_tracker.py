@@ -18,7 +18,11 @@ Naming scheme in MLflow:
   :func:`environment_tags`.
 * artifacts: ``evaluations/<evaluator>.json`` (the full evaluation result, settings included),
   ``results.json`` (:class:`~dssl.results.RunResults`), ``traceback.txt`` after a failure, plus whatever
-  the caller logs (e.g. ``config.yaml``).
+  the caller logs (e.g. ``config.yaml``); tables (:meth:`MlflowTracker.log_table`) in the JSON layout the
+  MLflow UI renders as a table.
+* dataset inputs (:meth:`MlflowTracker.log_dataset_inputs`): what the run trained and evaluated on, shown in
+  the UI's Dataset column and the run's inputs.
+* ``mlflow.note.content``: the run's description (markdown) in the UI; experiments get one too.
 
 Outages: once :meth:`MlflowTracker.attach_queue` gave it a folder, a tracker whose server stops answering
 (connection refused, timeout, HTTP 5xx/429 after MLflow's own retries) keeps going: that record and every
@@ -34,6 +38,7 @@ Nesting: a tracker created without ``parent_run_id`` nests under the run named b
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import importlib.metadata
 import json
@@ -90,6 +95,17 @@ PARENT_RUN_ENV = "DSSL_PARENT_RUN_ID"
 OUTPUT_DIR_TAG = "dssl.output_dir"
 #: Environment variable with extra tags (a JSON object) for trackers created in this process.
 RUN_TAGS_ENV = "DSSL_RUN_TAGS"
+#: The run and experiment tag the MLflow UI shows (as markdown) as the description.
+DESCRIPTION_TAG = "mlflow.note.content"
+#: Experiment tag set when dssl wrote the experiment's description (so that dssl may rewrite it, never a user's).
+DESCRIPTION_BY_DSSL_TAG = "dssl.description"
+#: The dataset input tag the MLflow UI shows as a dataset's role in a run (training, evaluation, ...).
+DATASET_CONTEXT_TAG = "mlflow.data.context"
+#: The run tag listing the artifacts the MLflow UI may show as tables.
+LOGGED_TABLES_TAG = "mlflow.loggedArtifacts"
+#: The experiment tag from which the MLflow UI picks an experiment's page: training runs, not GenAI traces.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 
 _RUN_DEFAULTS: ContextVar[tuple[str | None, dict[str, str]] | None] = ContextVar("dssl_run_defaults", default=None)
 
@@ -244,6 +260,25 @@ def apply_record(client: MlflowClient, run_id: str, record: Mapping[str, Any]) -
             client.log_artifact(run_id, str(path), record.get("artifact_path"))
         else:
             raise FileNotFoundError(f"cannot log artifact {path}: no such file or directory")
+    elif op == "inputs":
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        client.log_inputs(
+            run_id,
+            datasets=[
+                DatasetInput(
+                    dataset=Dataset(
+                        name=d["name"],
+                        digest=d["digest"],
+                        source_type=d["source_type"],
+                        source=d["source"],
+                        profile=d.get("profile"),
+                    ),
+                    tags=[InputTag(key=DATASET_CONTEXT_TAG, value=d["context"])],
+                )
+                for d in record["datasets"]
+            ],
+        )
     elif op == "terminate":
         client.set_terminated(run_id, status=record["status"], end_time=record.get("end_time_ms"))
     else:
@@ -444,6 +479,7 @@ class MlflowTracker:
         self._drainer_done = threading.Event()
         self._closing = False
         self._refused: BaseException | None = None
+        self._tables: list[dict[str, str]] = []
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -504,6 +540,8 @@ class MlflowTracker:
     def _reopen(self, run_id: str) -> MlflowTracker:
         assert self.client is not None
         run = self.client.get_run(run_id)
+        with contextlib.suppress(ValueError, TypeError):
+            self._tables = [t for t in json.loads(run.data.tags.get(LOGGED_TABLES_TAG, "[]")) if isinstance(t, dict)]
         if self._spool is not None:
             # What an earlier process of this run queued during an outage goes first (it may end the run as
             # KILLED), then the run is reopened.
@@ -528,7 +566,9 @@ class MlflowTracker:
         if experiment is None:
             try:
                 location = self._artifact_location()
-                return self.client.create_experiment(self.experiment, artifact_location=location)
+                tags = {DESCRIPTION_TAG: experiment_description(self.experiment), DESCRIPTION_BY_DSSL_TAG: "true"}
+                tags[EXPERIMENT_KIND_TAG] = EXPERIMENT_KIND
+                return self.client.create_experiment(self.experiment, artifact_location=location, tags=tags)
             except MlflowException as exc:
                 # Another process created it between our lookup and our create.
                 if exc.error_code != "RESOURCE_ALREADY_EXISTS":
@@ -542,6 +582,13 @@ class MlflowTracker:
                 f"(mlflow experiments restore --experiment-id {experiment.experiment_id}) "
                 "or pick another name"
             )
+        missing = {}
+        if not experiment.tags.get(DESCRIPTION_TAG):  # created before dssl described its experiments
+            missing = {DESCRIPTION_TAG: experiment_description(self.experiment), DESCRIPTION_BY_DSSL_TAG: "true"}
+        if not experiment.tags.get(EXPERIMENT_KIND_TAG):
+            missing[EXPERIMENT_KIND_TAG] = EXPERIMENT_KIND
+        for key, value in missing.items():
+            self.client.set_experiment_tag(experiment.experiment_id, key, value)
         return experiment.experiment_id
 
     def _artifact_location(self) -> str | None:
@@ -797,6 +844,43 @@ class MlflowTracker:
             results = results.model_copy(update={"run": run})
         self.log_text(results.to_json() + "\n", "results.json")
 
+    def set_description(self, text: str) -> None:
+        """The run's description in the MLflow UI (markdown), cut to :data:`MAX_TAG_CHARS`."""
+        self.set_tags({DESCRIPTION_TAG: text})
+
+    def log_dataset_inputs(self, datasets: Sequence[Mapping[str, Any]]) -> None:
+        """Record the datasets a run used as MLflow dataset inputs (the UI's Dataset column, the run's inputs).
+
+        Logging one again is harmless: MLflow keeps one input per dataset (name and digest) and run.
+
+        Args:
+            datasets: Dicts with ``name``, ``digest``, ``source_type`` (``local``, ``code``, ...), ``source``
+                (JSON text), optionally ``profile`` (JSON text), and ``context`` (``training``,
+                ``evaluation``, ...).
+        """
+        if datasets:
+            self._submit({"op": "inputs", "datasets": [dict(d) for d in datasets]})
+
+    def log_table(self, columns: Sequence[str], rows: Sequence[Sequence[Any]], artifact_file: str) -> None:
+        """Store a table as ``artifact_file`` (``.json``) in the layout of ``mlflow.log_table``, which the MLflow
+        UI shows as a table (the run's artifacts, "View as table", and the experiment's evaluation view).
+
+        Unlike ``mlflow.log_table`` it needs no pandas and replaces an earlier table of that name.
+
+        Args:
+            columns: Column names.
+            rows: One sequence of values per row (JSON values; NaN becomes null).
+            artifact_file: Path of the table inside the run, ending in ``.json``.
+        """
+        if not artifact_file.endswith(".json"):
+            raise ValueError(f"a table artifact must end in .json, got {artifact_file!r}")
+        data = [[None if isinstance(v, float) and not math.isfinite(v) else v for v in row] for row in rows]
+        self.log_text(json.dumps({"columns": list(columns), "data": data}, default=str), artifact_file)
+        entry = {"path": artifact_file, "type": "table"}
+        if entry not in self._tables:
+            self._tables.append(entry)
+        self.set_tags({LOGGED_TABLES_TAG: json.dumps(self._tables)})
+
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         """Copy a file or a whole directory into the run's artifacts.
 
@@ -808,6 +892,18 @@ class MlflowTracker:
         if not path.exists():
             raise FileNotFoundError(f"cannot log artifact {path}: no such file or directory")
         self._submit({"op": "artifact", "path": str(path.resolve()), "artifact_path": artifact_path})
+
+
+def experiment_description(name: str) -> str:
+    """The description dssl gives an experiment it creates (markdown, shown by the MLflow UI)."""
+    return (
+        f"**dssl benchmark runs** ({name}). Each run trains a backbone with a self-supervised objective, or "
+        "evaluates given weights without training (*eval only*), and scores its frozen dense features under "
+        "versioned protocols; its description says what it did and what it scored, its inputs what data it "
+        "used. Runs that differ only in the seed form one leaderboard row: "
+        f"`dssl leaderboard --experiment {name}`; `--log` writes the ranking here and into the run named "
+        "`leaderboard`."
+    )
 
 
 def _user() -> str:

@@ -10,14 +10,16 @@ Layout of ``<run folder>/tracking-queue/``:
   - ``text``: ``text`` stored as the artifact ``artifact_file`` (``results.json``, ``config.yaml``, ...);
   - ``artifact``: the local file or folder ``path`` uploaded under ``artifact_path`` (checkpoints are not
     copied: the file in the run folder is uploaded when the queue is replayed);
+  - ``inputs``: ``datasets`` the run used (name, digest, source type, source, profile, context), logged as
+    MLflow dataset inputs;
   - ``terminate``: the run's final ``status`` and ``end_time_ms``.
 
 * ``sent`` — how many leading records of ``queue.jsonl`` have been uploaded (replaced atomically).
 
 Replaying a record twice is harmless, which is what makes an interrupted upload safe to repeat: MLflow
 ignores a metric identical to a logged one (same key, value, step and timestamp — the record keeps the
-timestamp of the moment it was logged), a param logged again with the same value, and tags and
-artifacts are overwritten with the same content.
+timestamp of the moment it was logged), a param logged again with the same value, a dataset input already
+recorded for the run, and tags and artifacts are overwritten with the same content.
 """
 
 from __future__ import annotations
