@@ -48,7 +48,7 @@ def test_shipped_warmstarts_exist_and_load_into_their_backbone() -> None:
 def test_warmstart_without_a_file_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     catalogue = _catalogue("warmstarts/not-there.pt")
     monkeypatch.setattr("dssl.catalogue.load_catalogue", lambda *a, **k: catalogue)
-    with pytest.raises(ConfigError, match="warm start file .*not-there.pt is missing"):
+    with pytest.raises(ConfigError, match=r"warm start file .*not-there\.pt is missing"):
         resolve_init("warmstart", "vit_t16")
     assert resolve_init("warmstart", "vit_b16") == "random"
 
