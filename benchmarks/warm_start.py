@@ -55,9 +55,13 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where the warm start is written")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeat)")
     parser.add_argument("--no-append", action="store_true", help="do not append the curve to benchmarks/RESULTS.md")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     args = parser.parse_args()
 
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from dssl import __version__
     from dssl.api import build, evaluate_built, resolve, train
     from dssl.engine.checkpoint_io import save_atomic
@@ -94,6 +98,7 @@ def main() -> None:
 
     provenance = {
         "recipe": f"python benchmarks/warm_start.py --config {_shown(args.config)} --seed {args.seed}"
+        + (f" --threads {args.threads}" if args.threads else "")
         + "".join(f" --set {s}" for s in args.set),
         "config": config.to_dict(),
         "fingerprint": config.fingerprint(),

@@ -116,6 +116,11 @@ class ReferenceResult(_Strict):
     source: str
     direction: str = "higher"
     absent_classes: Literal["exclude_no_gt", "exclude_empty", "zero"] | None = None
+    steps: int | None = Field(None, gt=0, description="Training steps behind the number, when it depends on them.")
+
+
+#: The ``method`` of a reference that is a supervised ceiling: the backbone trained with the labels themselves.
+SUPERVISED_CEILING = "supervised (masks as labels)"
 
 
 class Catalogue(_Strict):
@@ -132,6 +137,15 @@ class Catalogue(_Strict):
     @classmethod
     def _empty_list(cls, value: Any) -> Any:
         return [] if value is None else value  # a section holding only comments reads as None
+
+    def supervised_ceiling(self, *, backbone: str, dataset: str, steps: int) -> dict[tuple[str, str], float]:
+        """Measured supervised ceilings (:data:`SUPERVISED_CEILING` references) for a run's backbone, evaluation
+        dataset and steps: ``{(protocol id, metric): value}``."""
+        return {
+            (r.protocol, r.metric): r.value
+            for r in self.references
+            if r.method == SUPERVISED_CEILING and r.backbone == backbone and r.dataset == dataset and r.steps == steps
+        }
 
     def warmstart_for(self, init: str, backbone: str) -> WarmStart | None:
         """The warm start ``init`` names: ``warmstart`` (the one made for ``backbone``, if any) or

@@ -1108,8 +1108,11 @@ def image_feature_method(backbone: nn.Module) -> Callable[[torch.Tensor], torch.
 
 
 def print_results(results: RunResults, console: Any) -> None:
-    """The results table; with baselines, the trained numbers beside the start's and random init's."""
+    """The results table; with baselines, the trained numbers beside the start's and random init's, and the
+    supervised ceiling when ``registry.yaml`` holds one measured for this backbone, data and budget."""
     from rich.table import Table
+
+    from dssl.catalogue import load_catalogue
 
     baseline_names = [n for n in ("start", "random") if n in results.baselines]
     # A run that started from random init has one baseline for both: its start.
@@ -1119,6 +1122,14 @@ def print_results(results: RunResults, console: Any) -> None:
         name: {f"{e.evaluator}/{m}": v.value for e in results.baselines[name] for m, v in e.metrics.items()}
         for name in baseline_names
     }
+    ceilings: dict[tuple[str, str], float] = {}
+    if baseline_names:
+        config = results.config
+        ceilings = load_catalogue().supervised_ceiling(
+            backbone=str(config.get("backbone", {}).get("name")),
+            dataset=str((config.get("eval_dataset") or config.get("dataset") or {}).get("name")),
+            steps=int(config.get("optim", {}).get("steps", 0)),
+        )
     table = Table(title="results", title_justify="left")
     for column in ("evaluator", "protocol", "dataset", "metric", "trained" if baseline_names else "value"):
         table.add_column(column)
@@ -1126,6 +1137,8 @@ def print_results(results: RunResults, console: Any) -> None:
         table.add_column(headers[name], justify="right")
         if name == "start":
             table.add_column("Δ vs start", justify="right")
+    if ceilings:
+        table.add_column("supervised", justify="right")
     table.add_column("better")
     for evaluation in results.evaluations:
         for metric, value in evaluation.metrics.items():
@@ -1136,8 +1149,16 @@ def print_results(results: RunResults, console: Any) -> None:
                 row.append("—" if reference is None else f"{reference:.2f}")
                 if name == "start":
                     row.append("—" if reference is None else _signed_gain(value.value - reference, value.direction))
+            if ceilings:
+                ceiling = ceilings.get((evaluation.protocol_id, f"{evaluation.evaluator}/{metric}"))
+                row.append("—" if ceiling is None else f"{ceiling:.2f}")
             table.add_row(*row, value.direction)
     console.print(table)
+    if ceilings:
+        console.print(
+            "supervised: the same backbone trained from random init for the same steps with the masks as labels "
+            "(a measured ceiling, registry.yaml references; benchmarks/supervised_ceiling.py)"
+        )
     if results.run.output_dir:
         console.print(f"results: {Path(results.run.output_dir) / 'results.json'}")
     if results.run.run_id:

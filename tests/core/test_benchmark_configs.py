@@ -11,22 +11,19 @@ from dssl.grid.spec import load_grid
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
-def test_dino_cpu_dense_is_the_cpu_preset_plus_its_three_documented_changes() -> None:
-    dense = resolve(BENCHMARKS / "dino-cpu-dense.yaml", objective="dino", backbone="vit_t16", preset="cpu")
-    plain = resolve(objective="dino", backbone="vit_t16", preset="cpu")
-    assert dense.optim.steps == 1000
-    assert dense.objective.options["use_bn_in_head"] is True
-    assert tuple(dense.augmentation.options["color_jitter"]) == (0.4, 0.4, 0.8, 0.5)
-    assert dense.augmentation.options["color_jitter_p"] == 1.0
-    # Everything else is the cpu preset's recipe.
-    changed = {"steps"}
-    assert {k: v for k, v in dense.optim.model_dump().items() if k not in changed} == {
-        k: v for k, v in plain.optim.model_dump().items() if k not in changed
+def test_warm_start_is_the_cpu_track_from_random_init_for_longer() -> None:
+    warm = resolve(BENCHMARKS / "cpu-track" / "warm-start.yaml", preset="cpu")
+    main_job = resolve(objective="dino", backbone="vit_cpu8", preset="cpu")
+    assert warm.objective.name == "dino" and warm.backbone.name == "vit_cpu8"
+    assert warm.backbone.init == "random" and main_job.backbone.init == "warmstart"
+    assert warm.optim.steps > 10 * main_job.optim.steps
+    # The main job continues exactly the recipe the warm start was trained with (its head loads whole).
+    assert warm.objective.options == main_job.objective.options
+    assert warm.augmentation == main_job.augmentation and warm.dataset == main_job.dataset
+    changed = {"steps", "warmup_steps"}
+    assert {k: v for k, v in warm.optim.model_dump().items() if k not in changed} == {
+        k: v for k, v in main_job.optim.model_dump().items() if k not in changed
     }
-    assert {k: v for k, v in dense.objective.options.items() if k != "use_bn_in_head"} == {
-        k: v for k, v in plain.objective.options.items() if k != "use_bn_in_head"
-    }
-    assert dense.dataset == plain.dataset and dense.evaluators == plain.evaluators
 
 
 @pytest.mark.parametrize("name", ["cpu-smoke.yaml", "gpu-vits16.yaml"])

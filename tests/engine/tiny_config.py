@@ -13,4 +13,7 @@ TINY_SETS: list[str] = [
     "objective.options.out_dim=64",
     "objective.options.hidden_dim=32",
     "objective.options.bottleneck_dim=16",
+    # The cpu preset's loader processes and baseline evaluations only cost time at this size.
+    "optim.num_workers=0",
+    "baselines=[]",
 ]

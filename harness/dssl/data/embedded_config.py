@@ -34,5 +34,3 @@ class EmbeddedOptions(BaseModel):
         ge=0,
         description="Dataset seed; image i of a split depends only on (seed, split, i, size).",
     )
-    object_centric: bool = Field(False, description="EXPERIMENT")
-    texture_scale: float = Field(1.0, description="EXPERIMENT")

@@ -1,0 +1,174 @@
+"""The CPU track's targets, measured: warm start vs random init vs supervised, and what each method adds.
+
+Usage::
+
+    dssl grid benchmarks/cpu-compare.yaml             # first: the comparison grid (≤ 60 min)
+    python benchmarks/cpu_track_targets.py            # then: read its runs, train the supervised ceilings, report
+
+Reads the finished runs of the ``cpu-compare`` grid (experiment ``grid-cpu-compare`` of the tracking store) —
+every method post-trained from the warm start, the warm start itself and random init, 3 seeds each, scored
+by ``linear_seg@1`` — and trains the supervised ceiling (``benchmarks/supervised_ceiling.py``: the same
+backbone from random init with the masks as labels) for the grid's steps and each seed. It prints, with
+mean ± std over seeds:
+
+1. the DINO representation (the warm start, and the main job = the warm start + DINO continued) against
+   random init: the gain in points, in units of the seed std, and as a share of the gap between random init
+   and the supervised ceiling at the main job's steps (and at the warm start's total steps with
+   ``--ceiling-steps``);
+2. the main job (``dino``) against its start: gain in units of the seed std;
+3. every method against its start and against DINO continued.
+
+The seed std of a comparison is the larger of the two rows' std over seeds (each row's seeds vary the data
+order, augmentations, new heads and the probes; the warm start and random init rows vary only the probes and
+the random-init weights). Appends the table to ``benchmarks/RESULTS.md`` unless ``--no-append``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+METRIC = "linear_seg/miou"
+METHODS = ("dino", "cotap", "cotap+oaf", "paka", "udi", "stellar")
+
+
+def supervised_ceiling(seeds: list[int], steps: int, lr: float) -> list[float]:
+    """The main job's backbone trained with the masks as labels for ``steps`` steps, per seed: linear_seg mIoU."""
+    from dssl.api import build, evaluate_built, resolve
+    from dssl.host import get_host
+    from rich.console import Console
+    from supervised_ceiling import train_supervised
+
+    host = get_host()
+    values = []
+    for seed in seeds:
+        config = resolve(
+            host=host,
+            objective="dino",
+            seed=seed,
+            steps=steps,
+            sets=["backbone.init=random", "tracking.enabled=false", "evaluators=[linear_seg]", "baselines=[]"],
+        )
+        built = build(config, host=host)
+        train_supervised(built, lr=lr, seed=seed, log_every=max(steps // 4, 1))
+        results = evaluate_built(built, backbone=built.objective.backbone, host=host, console=Console(quiet=True))
+        values.append(next(r.metrics["miou"].value for r in results if r.evaluator == "linear_seg"))
+    return values
+
+
+def stats(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else float("nan"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--experiment", default="grid-cpu-compare")
+    parser.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or ./mlflow.db")
+    parser.add_argument("--ceiling-seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--ceiling-steps", type=int, nargs="*", default=[], help="also at these step counts")
+    parser.add_argument("--lr", type=float, default=5e-4, help="supervised AdamW learning rate")
+    parser.add_argument("--no-append", action="store_true")
+    args = parser.parse_args()
+
+    from dssl.api import resolve
+    from dssl.tracking.leaderboard import collect_rows
+    from dssl.tracking.mlflow_tracker import default_tracking_uri
+
+    uri = args.tracking_uri or default_tracking_uri()
+    rows = {r.objective: r for r in collect_rows(tracking_uri=uri, experiment=args.experiment, metric=METRIC)}
+    needed = [*METHODS, "warm start", "random init"]
+    missing = [m for m in needed if m not in rows]
+    if missing:
+        sys.exit(f"{args.experiment} in {uri} has no finished {METRIC} runs for: {', '.join(missing)} (run the grid)")
+    per_seed = _per_seed_values(uri, rows)
+    main_job = resolve(objective="dino", sets=["tracking.enabled=false"])
+    steps = main_job.optim.steps
+    ceilings = {steps: supervised_ceiling(args.ceiling_seeds, steps, args.lr)}
+    for extra in args.ceiling_steps:
+        ceilings[extra] = supervised_ceiling(args.ceiling_seeds, extra, args.lr)
+
+    lines = _report(per_seed, ceilings, steps)
+    print("\n".join(lines))
+    if not args.no_append:
+        from perf._report import append_section
+
+        append_section(
+            "CPU track targets (issue 16)",
+            details=[
+                f"Runs of experiment `{args.experiment}` (`dssl grid benchmarks/cpu-compare.yaml`), {METRIC} "
+                f"(protocol linear_seg@1) on 256 embedded val images at 64 px; supervised ceilings trained here "
+                f"(`benchmarks/supervised_ceiling.py` logic, lr {args.lr:g}, seeds {args.ceiling_seeds}).",
+                "seed std of a comparison: the larger of the two rows' std over seeds.",
+            ],
+            table="\n".join(lines),
+        )
+
+
+def _per_seed_values(uri: str, rows: dict[str, Any]) -> dict[str, list[float]]:
+    """Each row's metric value per seed, in seed order (from its runs)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    values = {}
+    for label, row in rows.items():
+        runs = [client.get_run(run_id) for run_id in row.run_ids]
+        ordered = sorted(runs, key=lambda run: int(run.data.params.get("seed", 0)))
+        values[label] = [float(run.data.metrics[METRIC]) for run in ordered]
+    return values
+
+
+def _report(per_seed: dict[str, list[float]], ceilings: dict[int, list[float]], steps: int) -> list[str]:
+    def row(label: str) -> tuple[float, float]:
+        return stats(per_seed[label])
+
+    def fmt(label: str) -> str:
+        mean, std = row(label)
+        return f"{mean:.2f} ± {std:.2f}"
+
+    random_mean, random_std = row("random init")
+    out = [
+        "| comparison | values (mean ± std over seeds) | gain | gain / seed std | target | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    for representation in ("warm start", "dino"):
+        mean, std = row(representation)
+        gain, noise = mean - random_mean, max(std, random_std)
+        out.append(
+            f"| {representation} vs random init | {fmt(representation)} vs {fmt('random init')} | {gain:+.2f} | "
+            f"{gain / noise:.1f}× | ≥ 3 points and ≥ 4× | {'yes' if gain >= 3 and gain >= 4 * noise else 'no'} |"
+        )
+        for ceiling_steps, values in ceilings.items():
+            ceiling, ceiling_std = stats(values)
+            share = gain / (ceiling - random_mean)
+            out.append(
+                f"| {representation}: share of the supervised gap at {ceiling_steps} steps | supervised "
+                f"{ceiling:.2f} ± {ceiling_std:.2f} | {share:.0%} of {ceiling - random_mean:.2f} | — | ≥ 25 % | "
+                f"{'yes' if share >= 0.25 else 'no'} |"
+            )
+    start_mean, start_std = row("warm start")
+    dino_mean, dino_std = row("dino")
+    for method in METHODS:
+        mean, std = row(method)
+        gain, noise = mean - start_mean, max(std, start_std)
+        versus = mean - dino_mean
+        out.append(
+            f"| {method} ({steps} steps) vs its start | {fmt(method)} vs {fmt('warm start')} | {gain:+.2f} | "
+            f"{gain / noise:.1f}× | ≥ 3× | {'yes' if gain >= 3 * noise else 'no'} |"
+        )
+        if method != "dino":
+            out.append(f"| {method} vs DINO continued | {fmt(method)} vs {fmt('dino')} | {versus:+.2f} | "
+                       f"{versus / max(std, dino_std):.1f}× | — | — |")  # fmt: skip
+    return out
+
+
+if __name__ == "__main__":
+    main()

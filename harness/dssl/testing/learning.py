@@ -1,0 +1,148 @@
+"""Does a method learn? A short, deterministic run on the CPU track with the checks a learning test asserts.
+
+Unit and conformance tests prove that a method's code runs and matches its formulas; they cannot see a
+method that runs and learns nothing (a loss term stuck at exactly 0, a filter collapsed to a constant,
+gradients that never reach the backbone). :func:`learning_run` trains a method the way ``dssl bench`` does,
+from the CPU track's start (the ``cpu`` preset: ``vit_cpu8`` from its warm start), records each of the
+objective's :attr:`~dssl.objectives.base.Objective.loss_terms` at every step, checks that the loss still
+reaches the backbone at the end, and probes the frozen dense features before and after with a quick linear
+segmentation probe. The first-party learning tests (``tests/learning``) assert on its report with margins
+measured over several seeds (``benchmarks/cpu-track/learning_margins.py``); a plugin author can do the same.
+
+Example:
+    >>> report = learning_run("dino", steps=40)                                      # doctest: +SKIP
+    >>> report.dead_terms(), report.backbone_grad_norm > 0, report.gain > 0.1         # doctest: +SKIP
+    ([], True, True)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["QUICK_PROBE", "LearningReport", "learning_run"]
+
+#: The quick dense probe: the linear segmentation probe on 256 / 128 images of the track's evaluation data.
+QUICK_PROBE: tuple[str, ...] = (
+    "evaluators=[linear_seg]",
+    "eval_dataset.options.num_train=256",
+    "eval_dataset.options.num_val=128",
+    "evaluator_options.linear_seg.epochs=10",
+)
+
+
+@dataclass
+class LearningReport:
+    """What :func:`learning_run` saw.
+
+    Attributes:
+        method: The objective's leaderboard label (``cotap+oaf`` for CoTAP with OAF).
+        steps: Optimisation steps trained.
+        terms: Each loss term's value at every step, in order.
+        backbone_grad_norm: Norm of the loss's gradient over the student backbone's parameters, on a fresh
+            batch after training.
+        start: Probe metrics (``linear_seg/miou``, ``linear_seg/pixel_accuracy``) of the weights the run started from.
+        trained: The same probe on the evaluated backbone after training.
+    """
+
+    method: str
+    steps: int
+    terms: dict[str, list[float]] = field(default_factory=dict)
+    backbone_grad_norm: float = 0.0
+    start: dict[str, float] = field(default_factory=dict)
+    trained: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def gain(self) -> float:
+        """Probe mIoU after training minus before (points)."""
+        return self.trained["linear_seg/miou"] - self.start["linear_seg/miou"]
+
+    def dead_terms(self) -> list[str]:
+        """Terms that are not finite at some step, identically 0, or constant over the whole run."""
+        dead = []
+        for name, values in self.terms.items():
+            finite = all(math.isfinite(v) for v in values)
+            if not values or not finite or all(v == 0.0 for v in values) or len(set(values)) == 1:
+                dead.append(name)
+        return dead
+
+    def summary(self) -> str:
+        """One line: method, steps, start → trained mIoU, gain, dead terms, gradient norm."""
+        return (
+            f"{self.method}: {self.steps} steps, linear_seg mIoU {self.start['linear_seg/miou']:.2f} -> "
+            f"{self.trained['linear_seg/miou']:.2f} ({self.gain:+.2f}), terms "
+            + ", ".join(f"{k} {v[0]:.4g}->{v[-1]:.4g}" for k, v in self.terms.items())
+            + f", dead {self.dead_terms() or 'none'}, backbone grad norm {self.backbone_grad_norm:.3g}"
+        )
+
+
+def learning_run(
+    objective: str,
+    *,
+    steps: int,
+    sets: Sequence[str] = (),
+    seed: int = 0,
+    probe: Sequence[str] = QUICK_PROBE,
+    host: Any = None,
+) -> LearningReport:
+    """Train ``objective`` on the CPU track for ``steps`` steps and report what it learned.
+
+    The configuration is ``dssl bench``'s with the ``cpu`` preset (the method's own block included), then
+    ``sets``, then the probe's settings; tracking is off and nothing is written.
+
+    Args:
+        objective: A registered objective.
+        steps: Optimisation steps (the schedules span them).
+        sets: ``--set`` overrides (e.g. ``objective.options.filter=oaf``).
+        seed: Run seed (data order, augmentations, new heads).
+        probe: ``--set`` lines choosing the probe (default :data:`QUICK_PROBE`).
+        host: Plugin host; default the process-wide one.
+
+    Returns:
+        The :class:`LearningReport`.
+    """
+    import torch
+    from rich.console import Console
+
+    from dssl.api import build, evaluate_built, resolve, train
+    from dssl.runner import training_batches
+
+    quiet = Console(quiet=True)
+    config = resolve(
+        host=host,
+        objective=objective,
+        preset="cpu",
+        seed=seed,
+        steps=steps,
+        sets=[*sets, *probe, "tracking.enabled=false", "log_every=1", "baselines=[start]"],
+    )
+    built = build(config, host=host)
+    method = getattr(built.objective, "method_label", "") or objective
+    report = LearningReport(method=method, steps=steps)
+    assert built.start_backbone is not None  # kept because baselines ask for the start
+    report.start = _probe(evaluate_built(built, backbone=built.start_backbone, host=host, console=quiet))
+    names = tuple(built.objective.loss_terms)
+    report.terms = {name: [] for name in names}
+
+    def record(metrics: Any, step: int) -> None:
+        for name in names:
+            report.terms[name].append(float(metrics[name]))
+
+    train(built, on_metrics=record, console=quiet)
+    report.trained = _probe(evaluate_built(built, host=host, console=quiet))
+
+    objective_module = built.objective
+    objective_module.train()
+    objective_module.zero_grad(set_to_none=True)
+    batch = next(iter(training_batches(built, start_step=steps))).to(built.device)
+    objective_module(batch, step=steps - 1)["loss"].backward()
+    grads = [p.grad.detach().flatten() for p in objective_module.backbone.parameters() if p.grad is not None]
+    report.backbone_grad_norm = float(torch.linalg.vector_norm(torch.cat(grads))) if grads else 0.0
+    objective_module.zero_grad(set_to_none=True)
+    return report
+
+
+def _probe(results: Sequence[Any]) -> dict[str, float]:
+    return {f"{r.evaluator}/{name}": value.value for r in results for name, value in r.metrics.items()}

@@ -1,0 +1,76 @@
+"""The results table a run prints: trained numbers beside the start, random init and a measured ceiling."""
+
+from __future__ import annotations
+
+import pytest
+from dssl.catalogue import SUPERVISED_CEILING, Catalogue, load_catalogue
+from dssl.results import EvaluationResult, MetricValue, RunResults
+from dssl.runner import print_results
+from rich.console import Console
+
+
+def _evaluation(miou: float) -> EvaluationResult:
+    return EvaluationResult(
+        evaluator="linear_seg",
+        protocol="linear_seg",
+        protocol_version=1,
+        dataset="embedded",
+        metrics={"miou": MetricValue(value=miou)},
+    )
+
+
+def _results(**changes: object) -> RunResults:
+    config = {"backbone": {"name": "vit_cpu8"}, "dataset": {"name": "embedded"}, "optim": {"steps": 250}}
+    fields = {
+        "config": config,
+        "init": "init from warmstarts/x.pt: 60 tensors loaded",
+        "evaluations": [_evaluation(9.5)],
+        "baselines": {"start": [_evaluation(8.25)], "random": [_evaluation(4.75)]},
+    }
+    return RunResults(**(fields | changes))
+
+
+def _printed(results: RunResults) -> str:
+    console = Console(record=True, width=200)
+    print_results(results, console)
+    return console.export_text()
+
+
+def test_trained_numbers_stand_beside_the_start_and_random_init() -> None:
+    text = _printed(_results())
+    row = next(line for line in text.splitlines() if "miou" in line)
+    cells = [cell.strip() for cell in row.split("│") if cell.strip()]
+    assert cells[4:8] == ["9.50", "8.25", "+1.25", "4.75"]
+    assert "start" in text and "random init" in text and "Δ vs start" in text
+    assert "supervised" not in text  # no ceiling measured for this budget
+
+
+def test_a_run_from_random_init_has_one_start_column() -> None:
+    results = _results(init="init: random (no checkpoint)", baselines={"start": [_evaluation(4.75)]})
+    text = _printed(results)
+    assert "start (random init)" in text and "random init " not in text.replace("start (random init)", "")
+
+
+def test_a_measured_ceiling_for_this_budget_is_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = load_catalogue().model_dump()
+    ceiling = {
+        "method": SUPERVISED_CEILING,
+        "backbone": "vit_cpu8",
+        "dataset": "embedded",
+        "protocol": "linear_seg@1",
+        "metric": "linear_seg/miou",
+        "value": 27.5,
+        "steps": 250,
+        "source": "a test",
+    }
+    catalogue = Catalogue.model_validate(data | {"references": [*data["references"], ceiling]})
+    monkeypatch.setattr("dssl.catalogue.load_catalogue", lambda *a, **k: catalogue)
+    assert "27.50" in _printed(_results())
+    # Another budget: the ceiling does not apply.
+    other = _results(config={"backbone": {"name": "vit_cpu8"}, "dataset": {"name": "embedded"}, "optim": {"steps": 9}})
+    assert "27.50" not in _printed(other)
+
+
+def test_without_baselines_the_table_is_the_plain_one() -> None:
+    text = _printed(_results(baselines={}))
+    assert "value" in text and "Δ vs start" not in text
