@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-#: Version of the plugin API (hook specifications, registry entries, component contracts).
-#: A plugin declares the range it supports with a module attribute ``dssl_plugin_api = ">=1,<2"``.
-PLUGIN_API_VERSION = "1.0"
+#: Version ``MAJOR.MINOR`` of the plugin API (:mod:`dssl.plugin`, the hook specifications, registry entries and
+#: component contracts). A minor version only adds; a major version may break. A plugin declares the range it
+#: supports with a module attribute, e.g. ``dssl_plugin_api = ">=1.1,<2"`` (optional).
+#: 1.1: the public surface :mod:`dssl.plugin`, the evaluator base classes, documented registry metadata.
+PLUGIN_API_VERSION = "1.1"
 
 PROJECT_NAME = "dssl"
 ENTRY_POINT_GROUP = "dssl"

@@ -470,13 +470,23 @@ def validate_components(config: RunConfig, host: PluginHost | None = None) -> Ru
 
 
 def resolve_backbone_entry(host: PluginHost, name: str) -> Any:
-    """A registered backbone, else the generic ``timm`` backbone when timm knows the name."""
+    """A registered backbone, else the generic ``timm`` backbone when timm knows the name.
+
+    Raises:
+        UnknownComponentError: Neither a registered backbone nor a timm ViT name.
+        ConfigError: A ViT-like name timm does not know, with the message the backbone's build gives (so that
+            ``--dry-run`` fails as the run would).
+    """
     from dssl.errors import UnknownComponentError
 
     try:
         return host.get("backbone", name)
     except UnknownComponentError:
         if ("backbone", "timm") in host.registry and name.startswith(("vit_", "deit", "eva", "flexivit")):
+            # Imports timm, only for a name that is not registered: the build's own check of the name.
+            from dssl.backbones.vit import resolve_model_name
+
+            resolve_model_name(name)
             return host.get("backbone", "timm")
         raise
 

@@ -38,4 +38,4 @@ from dssl.runner.resume import ResumePoint, find_resume_point, resume_bench  # n
 from dssl.runner.tracking import BAD_IMAGES_FILE, RUN_INFO_FILE, eval_params, run_params, tracker_method  # noqa: F401
 from dssl.runner.training import make_trainer, profile_bench, training_batches  # noqa: F401
 
-__all__ = ["BuiltRun", "evaluate_backbone", "evaluate_baselines", "training_batches"]
+__all__ = ["BuiltRun", "evaluate_backbone", "evaluate_baselines", "make_trainer", "training_batches"]
