@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from dssl.errors import PluginError, UnknownComponentError
+from dssl.errors import NameCollisionError, PluginError, UnknownComponentError
 
 ComponentKind = Literal["backbone", "objective", "augmentation", "evaluator", "dataset"]
 COMPONENT_KINDS: tuple[ComponentKind, ...] = ("backbone", "objective", "augmentation", "evaluator", "dataset")
@@ -190,10 +190,7 @@ class ComponentRegistry:
             )
         existing = self._entries[entry.kind].get(entry.name)
         if existing is not None:
-            raise PluginError(
-                f"{entry.kind} name '{entry.name}' is registered twice: by {existing.distribution} "
-                f"and by {entry.distribution}"
-            )
+            raise NameCollisionError(entry.kind, entry.name, existing.distribution, entry.distribution)
         self._entries[entry.kind][entry.name] = entry
 
     def remove_distribution(self, distribution: str) -> None:
