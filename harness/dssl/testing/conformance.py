@@ -51,6 +51,7 @@ def check_plugin(
     Raises:
         ConformanceError: Naming the distribution and what is wrong.
     """
+    __tracebackhide__ = True  # pytest shows the plugin's test and the reason, not this function's source
     from dssl.host import get_host
 
     host = get_host()
