@@ -163,6 +163,13 @@ def check_backbone(entry: ComponentEntry) -> None:
     with torch.no_grad():
         extra_out = with_extra(images)
     _require(extra_out.prefix.shape[1] == out.prefix.shape[1] + 2, entry, "extra tokens add prefix tokens")
+    for built, extra in ((backbone, 0), (with_extra, 2)):
+        config = built.config()
+        _require(
+            isinstance(config, Mapping) and config.get("extra_tokens") == extra,
+            entry,
+            "config() returns the constructor arguments (for checkpoints), extra_tokens included",
+        )
 
 
 # --- augmentations ------------------------------------------------------------------------------
