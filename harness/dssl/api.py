@@ -1,11 +1,11 @@
 """The Python API that mirrors the CLI, for notebooks and scripts (no subprocess needed).
 
-Whole commands: :func:`bench` (``dssl bench``), :func:`evaluate` (``dssl eval``). Their steps, for scripts that
-do something in between (learning curves, baselines, exports): :func:`resolve` a configuration, :func:`build` its
-components, :func:`train` them, :func:`evaluate_built` the frozen features, :func:`save_backbone`; :func:`run` a
-resolved configuration as ``dssl bench`` does; :func:`profile` its training steps. The registry:
-:func:`list_components`, :func:`get_component`. Every function takes an optional plugin ``host``; the default is
-the process-wide one (every installed plugin).
+Whole commands: :func:`bench` (``dssl bench``), :func:`evaluate` (``dssl eval``), :func:`leaderboard`
+(``dssl leaderboard``). Their steps, for scripts that do something in between (learning curves, baselines,
+exports): :func:`resolve` a configuration, :func:`build` its components, :func:`train` them, :func:`evaluate_built`
+the frozen features, :func:`save_backbone`; :func:`run` a resolved configuration as ``dssl bench`` does;
+:func:`profile` its training steps. The registry: :func:`list_components`, :func:`get_component`. The functions that
+build components take an optional plugin ``host``; the default is the process-wide one (every installed plugin).
 
 Example:
     >>> import dssl
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from dssl.registry import ComponentEntry, ComponentKind
     from dssl.results import EvaluationResult, RunResults
     from dssl.runner import BuiltRun
+    from dssl.tracking.leaderboard import LeaderboardRow
 
 __all__ = [
     "RunConfig",
@@ -38,6 +39,7 @@ __all__ = [
     "evaluate",
     "evaluate_built",
     "get_component",
+    "leaderboard",
     "list_components",
     "profile",
     "resolve",
@@ -226,3 +228,34 @@ def get_component(kind: ComponentKind, name: str, *, host: PluginHost | None = N
         PluginError: The plugin that provides it failed to load.
     """
     return (host or get_host()).get(kind, name)
+
+
+def leaderboard(
+    *,
+    experiment: str | None = None,
+    metric: str | None = None,
+    protocol: str | None = None,
+    diagnostics: bool = False,
+    tracking_uri: str | None = None,
+) -> list[LeaderboardRow]:
+    """``dssl leaderboard`` as a function: finished runs grouped by configuration, mean ± std over seeds, ranked.
+
+    Args:
+        experiment: Only this MLflow experiment; every active one when ``None``.
+        metric: Only this metric, ``"linear_seg/miou"`` or just ``"miou"``.
+        protocol: Only this protocol, ``"linear_seg"`` (every version) or ``"linear_seg@1"``.
+        diagnostics: Include diagnostic evaluators.
+        tracking_uri: Where the runs are; default ``$MLFLOW_TRACKING_URI`` or ``./mlflow.db``.
+
+    Returns:
+        The rows (method, backbone, metric, protocol id, mean, std, seeds, rank, ...), section by section, best
+        first in each metric's direction; empty when the store or experiment does not exist.
+    """
+    from dssl.tracking.leaderboard import collect_rows, sort_rows
+    from dssl.tracking.mlflow_tracker import default_tracking_uri
+
+    uri = tracking_uri or default_tracking_uri()
+    rows = collect_rows(
+        tracking_uri=uri, experiment=experiment, metric=metric, protocol=protocol, diagnostics=diagnostics
+    )
+    return sort_rows(rows)

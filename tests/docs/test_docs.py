@@ -121,6 +121,11 @@ def test_bench_trains_and_evaluates_with_every_guide_component_and_calls_its_hoo
     assert (evaluation["protocol"], evaluation["protocol_version"], evaluation["dataset"]) == ("guide", 1, "guide")
     assert 0.0 <= evaluation["metrics"]["miou"]["value"] <= 100.0
     assert set(results["train"]) >= {"loss", "dense", "global", "overlap"}
+    from dssl.api import leaderboard
+
+    (row,) = leaderboard(tracking_uri=uri, metric="guide/miou")  # the Python API reads the run as dssl leaderboard
+    assert (row.objective, row.backbone, row.protocol, row.n_seeds) == ("guide", "guide", "guide@1", 1)
+    assert row.mean == evaluation["metrics"]["miou"]["value"]
     (line,) = log.read_text().splitlines()
     assert json.loads(line) == {
         "run_id": results["run"]["run_id"],
