@@ -73,7 +73,7 @@ def private_uses(source: str, public: dict[str, set[str]]) -> list[str]:
                 check(node.lineno, f"{module}.{attr}")
                 break
             module = f"{module}.{attr}"
-    return sorted(set(found), key=lambda text: int(text.split(":")[0].split()[1]))
+    return sorted(set(found), key=lambda text: (int(text.split(":")[0].split()[1]), text))
 
 
 def scanned_files() -> list[Path]:
