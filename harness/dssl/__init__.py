@@ -3,6 +3,10 @@
 The import of this package stays light (no torch, timm, mlflow or sklearn) so that ``dssl --help``
 and ``dssl plugins`` start fast; heavy modules are imported when a run needs them.
 
+The public API: this package (``bench``, ``evaluate``, ``list_components``, ``hookimpl``), :mod:`dssl.api` (the
+Python API), the ``__all__`` of :mod:`dssl.runner`, :mod:`dssl.plugin` (what plugins import) and
+:mod:`dssl.testing` (the conformance suite). Every other module is private to the core.
+
 Example:
     >>> import dssl
     >>> names = dssl.list_components("objective")  # doctest: +SKIP
