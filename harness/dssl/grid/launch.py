@@ -121,6 +121,7 @@ def run_in_process(
     host: PluginHost,
     **_: Any,
 ) -> None:
+    """Run (or resume) one cell in this process, as a child run of the grid's run."""
     from dssl.runner import resume_bench, run_bench, run_eval
     from dssl.tracking.mlflow_tracker import nested_runs
 
@@ -150,6 +151,7 @@ def run_spawned(
     parallel: int,
     **_: Any,
 ) -> None:
+    """Run one cell in a fresh spawned process (output in ``grid-logs/``), sharing the cores with ``parallel``."""
     import multiprocessing
 
     log_dir = Path(item.config.output_dir) / "grid-logs" / str(tags[GRID_TAG])

@@ -32,6 +32,12 @@ def train_run(
     checkpoint: Mapping[str, Any] | None = None,
     guard: PreemptionGuard | None = None,
 ) -> Any:
+    """Train a run as ``dssl bench`` does: metrics to the tracker and the lifecycle hooks, checkpoints written every
+    ``checkpoint_every`` steps by rank 0, a preemption guard polled, optionally from a resumed ``checkpoint``.
+
+    Returns:
+        ``(trainer, summary)``.
+    """
     from dssl.engine.progress import TrainingProgress
 
     config = built.config
