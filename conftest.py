@@ -1,22 +1,80 @@
-"""Test-wide environment (no model hub, no MLflow telemetry, one torch thread) and local MLflow servers."""
+"""Test-wide environment (no model hub, no MLflow telemetry, one torch thread, the test plugins) and local
+MLflow servers."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pytest depends on tomli before Python 3.11
+    import tomli as tomllib
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+
+#: The example third-party plugin and the deliberately broken one: the tests load them without installing them.
+EXAMPLE_PLUGINS = Path(__file__).resolve().parent / "tests" / "example_plugins"
+#: Set while the tests run: the folder of the test plugins' distribution metadata.
+TEST_PLUGINS_ENV = "DSSL_TEST_PLUGINS_DIR"
+_TEST_PLUGINS_KEY = pytest.StashKey[Path]()
+
+
+def provide_test_plugins(packages: Path = EXAMPLE_PLUGINS) -> Path:
+    """Make every plugin package under ``packages`` importable and discoverable, without installing it.
+
+    Each package's ``src`` goes on ``sys.path``, and in front of them a fresh folder of ``<name>-<version>.dist-info``
+    directories (``METADATA`` and ``entry_points.txt``, read from the package's ``pyproject.toml``):
+    ``importlib.metadata`` finds distributions on ``sys.path``, so the plugin host discovers these exactly as it
+    discovers installed ones. Subprocesses inherit the same through ``PYTHONPATH``. Nothing is written into the
+    environment: the user's ``dssl plugins`` never sees them.
+
+    Returns:
+        The metadata folder (remove it when done).
+    """
+    root = Path(tempfile.mkdtemp(prefix="dssl-test-plugins-"))
+    paths = [str(root)]
+    for pyproject in sorted(packages.glob("*/pyproject.toml")):
+        project = tomllib.loads(pyproject.read_text())["project"]
+        info = root / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n"
+        )
+        entry_points = "".join(f"{name} = {target}\n" for name, target in project["entry-points"]["dssl"].items())
+        (info / "entry_points.txt").write_text(f"[dssl]\n{entry_points}")
+        paths.append(str(pyproject.parent / "src"))
+    sys.path[:0] = paths
+    inherited = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([*paths, inherited] if inherited else paths)
+    os.environ[TEST_PLUGINS_ENV] = str(root)
+    importlib.invalidate_caches()
+    return root
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Before collection: plugin tests parametrised from the registry discover the test plugins too.
+    config.stash[_TEST_PLUGINS_KEY] = provide_test_plugins()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    folder = config.stash.get(_TEST_PLUGINS_KEY, None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -51,16 +51,15 @@ def main() -> None:
     parser.add_argument("--val", type=int, default=256)
     args = parser.parse_args()
 
-    from dssl.data.embedded import EmbeddedDataset
-    from dssl.evaluators.linear_seg import LinearSegEvaluator
-    from dssl.evaluators.linear_seg_config import LinearSegOptions
+    from dssl.api import get_component
 
     torch.set_num_threads(1)
-    train = EmbeddedDataset("train", size=96, num_images=args.train)
-    val = EmbeddedDataset("val", size=96, num_images=args.val)
+    dataset, evaluator = get_component("dataset", "embedded"), get_component("evaluator", "linear_seg")
+    options = dataset.options_model()(size=96, num_train=args.train, num_val=args.val)
+    train, val = (dataset.load()(options, split=split, data_root=None) for split in ("train", "val"))
     for name, fn in (("raw", raw_pixels(args.patch)), ("spectrum", texture_spectrum(args.patch))):
         start = time.perf_counter()
-        result = LinearSegEvaluator(LinearSegOptions()).evaluate(
+        result = evaluator.load()(evaluator.options_model()()).evaluate(
             features=fn, train=train, val=val, dataset_name="embedded"
         )
         metrics = {k: round(v.value, 2) for k, v in result.metrics.items()}

@@ -9,8 +9,8 @@ Usage::
 Resolves the run exactly as ``dssl bench [--config FILE] --objective OBJ --backbone BB --seed S`` with the
 ``--set`` overrides (tracking off, checkpoints in a temporary folder), evaluates the objective's
 ``eval_backbone()`` (DINO: the teacher) with the run's evaluators at step 0 — the random init the run starts
-from — and then every ``--every`` steps and at the end, through the same ``dssl.runner`` functions as
-``dssl bench``. It prints one JSON line per
+from — and then every ``--every`` steps and at the end, through the Python API (:func:`dssl.api.build`,
+:func:`dssl.api.train`, :func:`dssl.api.evaluate_built`: ``dssl bench``'s own steps). It prints one JSON line per
 evaluation (step, last logged training loss, metrics) and a markdown table at the end; nothing is appended to
 ``RESULTS.md``.
 
@@ -48,32 +48,28 @@ def main() -> None:
     if args.every <= 0:
         parser.error("--every must be positive")
 
-    from dssl.api import evaluate_built, resolve
-    from dssl.host import get_host
-    from dssl.runner import build_run, make_trainer, training_batches
+    from dssl.api import build, evaluate_built, resolve, train
     from rich.console import Console
 
-    host = get_host()
     console = Console(stderr=True, quiet=args.quiet)
     with tempfile.TemporaryDirectory(prefix="dssl-curve-") as tmp:
         sets = [
             *args.set,
             "tracking.enabled=false",
             f"output_dir={tmp}",
-            f"checkpoint_every={args.every}",
             f"evaluators=[{args.evaluators}]",
         ]
         overrides: dict[str, Any] = {"objective": args.objective, "backbone": args.backbone, "seed": args.seed}
         if args.steps is not None:
             overrides["steps"] = args.steps
-        config = resolve(args.config, host=host, sets=sets, **overrides)
-        built = build_run(config, host)
+        config = resolve(args.config, sets=sets, **overrides)
+        built = build(config)
         last_loss: dict[str, float | None] = {"loss": None}
         rows: list[dict[str, Any]] = []
 
         def evaluate(step: int) -> None:
             started = time.perf_counter()
-            results = evaluate_built(built, host=host, console=console)
+            results = evaluate_built(built, console=console)
             row: dict[str, Any] = {"step": step, "loss": last_loss["loss"]}
             row |= {f"{r.evaluator}/{k}": round(v.value, 2) for r in results for k, v in r.metrics.items()}
             row["eval_s"] = round(time.perf_counter() - started, 1)
@@ -84,10 +80,8 @@ def main() -> None:
             last_loss["loss"] = round(float(metrics["loss"]), 4) if "loss" in metrics else None
 
         evaluate(0)
-        trainer = make_trainer(built, on_metrics=on_metrics, checkpoint_every=args.every)
-        trainer.on_checkpoint = evaluate
         started = time.perf_counter()
-        trainer.fit(training_batches(built))
+        train(built, every=args.every, on_interval=evaluate, on_metrics=on_metrics, console=console)
         if rows[-1]["step"] != config.optim.steps:
             evaluate(config.optim.steps)
         print(f"train + evaluations: {time.perf_counter() - started:.0f} s", flush=True)

@@ -15,7 +15,7 @@ Two families of runs, as the method issues ask for them:
   CoTAP, CoTAP + OAF and PaKA each train ``--steps`` more steps from it (``--init <checkpoint>``),
   plus the start itself untrained.
 
-Every run goes through ``dssl.runner.build_run`` / ``_train`` / ``evaluate_backbone``: the objective's own
+Every run goes through the Python API (``dssl.api.build`` / ``train`` / ``evaluate_built``): the objective's own
 preset block of this machine's preset, the same evaluators with the same options and the same
 evaluation data, tracking off. Numbers of different protocols are never put in one column; each
 column is ``evaluator@version metric``. The table is printed and, unless ``--no-append``, appended
@@ -98,33 +98,27 @@ def _record(row: Row, evaluations: list[Any]) -> None:
         row.eval_seconds += evaluation.seconds or 0.0
 
 
-def evaluate_untrained(args: argparse.Namespace, host: Any, family: str, label: str, init: str, tmp: Path) -> Row:
+def evaluate_untrained(args: argparse.Namespace, family: str, label: str, init: str, tmp: Path) -> Row:
     """The common start of a family, evaluated without training (DINO's objective wraps it)."""
-    from dssl.api import evaluate_built
-    from dssl.runner import build_run
+    from dssl.api import build, evaluate_built
 
-    config = _resolve(args, host, "dino", (), init, tmp)
-    built = build_run(config, host)
+    config = _resolve(args, "dino", (), init, tmp)
     row = Row(family, label, init, 0)
-    _record(row, evaluate_built(built, host=host, console=_console(args)))
+    _record(row, evaluate_built(build(config), console=_console(args)))
     return row
 
 
 def train_and_evaluate(
-    args: argparse.Namespace, host: Any, family: str, method: Method, init: str, tmp: Path
+    args: argparse.Namespace, family: str, method: Method, init: str, tmp: Path
 ) -> tuple[list[Row], Path]:
     """Train ``method`` from ``init`` and evaluate each of its evaluation variants."""
-    from dssl.api import evaluate_built
-    from dssl.results import RunInfo
-    from dssl.runner import _NoTracker, _save_checkpoints, _train, build_run
+    from dssl.api import build, evaluate_built, save_backbone, train
 
-    config = _resolve(args, host, method.objective, method.sets, init, tmp)
-    built = build_run(config, host)
-    run_dir = tmp / method.label.replace(" ", "_")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    config = _resolve(args, method.objective, method.sets, init, tmp)
+    built = build(config)
     console = _console(args)
-    trainer, summary = _train(built, _NoTracker(), host, RunInfo(), run_dir, console)
-    _save_checkpoints(built, trainer, run_dir, _NoTracker())
+    summary = train(built, console=console)
+    checkpoint = save_backbone(built, tmp / method.label.replace(" ", "_") / "backbone.pt")
     rows = []
     for suffix, option in method.eval_variants:
         if option is not None:
@@ -134,9 +128,9 @@ def train_and_evaluate(
         row = Row(family, label, init, config.optim.steps)
         row.final_loss = float(summary.final_metrics.get("loss", float("nan")))
         row.train_seconds = summary.seconds
-        _record(row, evaluate_built(built, host=host, console=console))
+        _record(row, evaluate_built(built, console=console))
         rows.append(row)
-    return rows, run_dir / "checkpoints" / "backbone.pt"
+    return rows, checkpoint
 
 
 def _console(args: argparse.Namespace) -> Any:
@@ -145,7 +139,7 @@ def _console(args: argparse.Namespace) -> Any:
     return Console(stderr=True, quiet=args.quiet)
 
 
-def _resolve(args: argparse.Namespace, host: Any, objective: str, sets: tuple[str, ...], init: str, tmp: Path) -> Any:
+def _resolve(args: argparse.Namespace, objective: str, sets: tuple[str, ...], init: str, tmp: Path) -> Any:
     from dssl.api import resolve
 
     overrides: dict[str, Any] = {"objective": objective, "backbone": args.backbone, "seed": args.seed, "init": init}
@@ -158,7 +152,7 @@ def _resolve(args: argparse.Namespace, host: Any, objective: str, sets: tuple[st
         f"output_dir={tmp}",
         "evaluators=[" + ",".join(args.eval) + "]",
     ]
-    return resolve(host=host, sets=all_sets, **overrides)
+    return resolve(sets=all_sets, **overrides)
 
 
 def table(rows: list[Row]) -> list[str]:
@@ -190,29 +184,27 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from dssl.host import get_host
 
-    host = get_host()
     rows: list[Row] = []
     started = time.perf_counter()
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="dssl-compare-") as tmp_name:
         tmp = Path(tmp_name)
-        rows.append(evaluate_untrained(args, host, "from_random", "random init (untrained)", "random", tmp))
-        dino_rows, dino_checkpoint = train_and_evaluate(args, host, "from_random", FROM_RANDOM[0], "random", tmp)
+        rows.append(evaluate_untrained(args, "from_random", "random init (untrained)", "random", tmp))
+        dino_rows, dino_checkpoint = train_and_evaluate(args, "from_random", FROM_RANDOM[0], "random", tmp)
         rows += dino_rows
         if args.only != "from_dino":
             for method in FROM_RANDOM[1:]:
                 if args.methods is None or method.label in args.methods:
-                    rows += train_and_evaluate(args, host, "from_random", method, "random", tmp)[0]
+                    rows += train_and_evaluate(args, "from_random", method, "random", tmp)[0]
         if args.only != "from_random":
             start = str(dino_checkpoint)
             rows.append(Row("from_dino", "dino start (untrained)", start, 0, *_copy(dino_rows[0])))
             for method in FROM_DINO:
                 if args.methods is None or method.label in args.methods:
-                    rows += train_and_evaluate(args, host, "from_dino", method, start, tmp)[0]
+                    rows += train_and_evaluate(args, "from_dino", method, start, tmp)[0]
         print("\n".join(table(rows)), flush=True)
-        config = _resolve(args, host, "dino", (), "random", tmp)
+        config = _resolve(args, "dino", (), "random", tmp)
     wall = time.perf_counter() - started
     if args.no_append:
         return

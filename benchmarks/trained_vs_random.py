@@ -9,7 +9,7 @@ Usage::
 
 For each seed it runs the main job (``dssl bench --objective dino --backbone vit_t16`` with the
 preset of this machine) through the Python API with tracking off and checkpoints in a temporary folder,
-then builds the same run again with ``dssl.runner.build_run`` (same seed, ``--init random``, nothing
+then builds the same run again with ``dssl.api.build`` (same seed, ``--init random``, nothing
 trained: the exact weights the training started from) and evaluates ``objective.eval_backbone()`` with
 ``dssl.api.evaluate_built``, i.e. the same evaluators with the same options. It prints trained vs random
 for ``linear_seg`` and ``kmeans_seg`` mIoU and appends a dated section to ``benchmarks/RESULTS.md``
@@ -50,9 +50,8 @@ def metric_values(evaluations: list[Any]) -> dict[str, float]:
     return {f"{e.evaluator}/{name}": value.value for e in evaluations for name, value in e.metrics.items()}
 
 
-def run_seed(args: argparse.Namespace, seed: int, host: Any) -> dict[str, Any]:
-    from dssl.api import evaluate_built, resolve, run
-    from dssl.runner import build_run
+def run_seed(args: argparse.Namespace, seed: int) -> dict[str, Any]:
+    from dssl.api import build, evaluate_built, resolve, run
     from rich.console import Console
 
     console = Console(stderr=True, quiet=args.quiet)
@@ -61,21 +60,20 @@ def run_seed(args: argparse.Namespace, seed: int, host: Any) -> dict[str, Any]:
         overrides: dict[str, Any] = {"objective": args.objective, "backbone": args.backbone, "seed": seed}
         if args.steps is not None:
             overrides["steps"] = args.steps
-        config = resolve(args.config, host=host, sets=sets, **overrides)
+        config = resolve(args.config, sets=sets, **overrides)
 
         load_before = os.getloadavg()
         started = time.perf_counter()
-        results = run(config, host=host, console=console)
+        results = run(config, console=console)
         trained_wall = time.perf_counter() - started
         load_after = os.getloadavg()
 
-        # Same seed and config with --init random and no training: build_run re-seeds and builds the
+        # Same seed and config with --init random and no training: build re-seeds and builds the
         # backbone in the same order, so these are the weights the trained run started from.
         random_config = config.model_copy(deep=True)
         random_config.backbone.init = "random"
         started = time.perf_counter()
-        built = build_run(random_config, host)
-        random_evals = evaluate_built(built, host=host, console=console)
+        random_evals = evaluate_built(build(random_config), console=console)
         random_wall = time.perf_counter() - started
 
     return {
@@ -167,10 +165,8 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from dssl.host import get_host
 
-    host = get_host()
-    rows = [run_seed(args, seed, host) for seed in args.seeds]
+    rows = [run_seed(args, seed) for seed in args.seeds]
 
     lines = table(rows)
     print("\n".join(lines))

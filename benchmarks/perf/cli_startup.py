@@ -37,10 +37,11 @@ COMMANDS: dict[str, list[str]] = {
 
 #: Runs ``dssl plugins`` in-process, then reports the torch modules it left in ``sys.modules``.
 _TORCH_PROBE = """
-import sys
-from dssl.cli.main import cli
+import contextlib, runpy, sys
+sys.argv = ["dssl", "plugins"]
 try:
-    cli.main(["plugins"], standalone_mode=False)
+    with contextlib.suppress(SystemExit):
+        runpy.run_module("dssl", run_name="__main__")
 finally:
     loaded = sorted(m for m in sys.modules if m == "torch" or m.startswith("torch."))
     sys.stderr.write("TORCH_MODULES=%d %s\\n" % (len(loaded), ",".join(loaded[:5])))

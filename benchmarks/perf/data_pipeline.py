@@ -9,9 +9,9 @@ Two measurements on the configuration of ``dssl bench --objective dino --backbon
 machine's preset):
 
 1. **generation per worker process**: images per second of one process producing training samples
-   exactly as a DataLoader worker does (embedded rendering + multi-crop with geometry, ``ViewDataset``),
-   single-threaded;
-2. **data wait in training**: ``dssl bench --profile-steps`` (:func:`dssl.runner.profile_bench`) with
+   as a DataLoader worker does (an item of the built run's training set, then its augmentation: embedded
+   rendering + multi-crop with geometry), single-threaded;
+2. **data wait in training**: ``dssl bench --profile-steps`` (:func:`dssl.api.profile`) with
    ``optim.num_workers`` = each of ``--workers``: milliseconds per step spent waiting for the next batch
    against the whole step. With workers the loader is fed when the data share is near zero; with 0
    workers the data share is the generation cost paid inside the step.
@@ -29,21 +29,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import append_section
 
 
-def generation_rate(config: object, host: object, images: int) -> float:
-    """Training samples per second of one process (ViewDataset.__getitem__), best of 3 passes."""
+def generation_rate(config: object, images: int) -> float:
+    """Training samples per second of one process (a dataset item, then its views), best of 3 passes."""
     import torch
-    from dssl.engine.loader import ViewDataset
-    from dssl.runner import build_run
+    from dssl.api import build
 
     torch.set_num_threads(1)
-    built = build_run(config, host)  # type: ignore[arg-type]
-    views = ViewDataset(built.train_set, built.augmentation, config.seed)  # type: ignore[attr-defined]
-    views[(0, 0)]
+    built = build(config)  # type: ignore[arg-type]
+    dataset, augmentation = built.train_set, built.augmentation
+
+    def sample(draw: int) -> object:
+        image = dataset[draw % len(dataset)]["image"]
+        return augmentation(image, generator=torch.Generator().manual_seed(draw))
+
+    sample(0)
     best = float("inf")
     for _ in range(3):
         start = time.perf_counter()
         for draw in range(images):
-            views[(draw % len(built.train_set), draw)]
+            sample(draw)
         best = min(best, time.perf_counter() - start)
     return images / best
 
@@ -57,14 +61,11 @@ def main() -> None:
     parser.add_argument("--no-append", action="store_true", help="do not append to benchmarks/RESULTS.md")
     args = parser.parse_args()
 
-    from dssl.api import resolve
-    from dssl.host import get_host
-    from dssl.runner import profile_bench
+    from dssl.api import profile, resolve
     from rich.console import Console
 
-    host = get_host()
-    base = resolve(objective="dino", backbone="vit_t16", host=host, sets=[*args.set, "tracking.enabled=false"])
-    rate = generation_rate(base, host, args.images)
+    base = resolve(objective="dino", backbone="vit_t16", sets=[*args.set, "tracking.enabled=false"])
+    rate = generation_rate(base, args.images)
     lines = [
         f"Generation (embedded {base.dataset.options.get('size', 96)} px + multi-crop "
         f"{base.augmentation.options.get('n_global', 2)}x{base.augmentation.options.get('global_size')} + "
@@ -78,7 +79,7 @@ def main() -> None:
     for workers in args.workers:
         config = base.model_copy(deep=True)
         config.optim.num_workers = workers
-        report = profile_bench(config, host=host, steps=args.steps, console=quiet)
+        report = profile(config, steps=args.steps, console=quiet)
         per_step = report.ms_per_step()
         total = sum(per_step.values())
         data = per_step.get("data", 0.0)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 
 import torch
-from dssl.data.embedded import EmbeddedDataset
+from dssl.api import get_component
 
 
 def images_per_second(fn: Callable[[int], object], count: int, repeats: int = 3) -> float:
@@ -39,8 +39,9 @@ def main() -> None:
 
     torch.set_num_threads(1)
     print(f"{'size':>6} {'render img/s':>14} {'getitem img/s':>15} {'getitem ms/img':>16}")
+    entry = get_component("dataset", "embedded")
     for size in args.sizes:
-        ds = EmbeddedDataset("train", size=size, num_images=args.images)
+        ds = entry.load()(entry.options_model()(size=size, num_train=args.images), split="train", data_root=None)
         render = images_per_second(ds.render, args.images)
         getitem = images_per_second(ds.__getitem__, args.images)
         print(f"{size:>6} {render:>14.0f} {getitem:>15.0f} {1000 / getitem:>16.2f}")

@@ -47,9 +47,10 @@ class _InMemory:
     """Pre-rendered items with the dataset attributes evaluators read."""
 
     def __init__(self, split: str, n: int) -> None:
-        from dssl.data.embedded import EmbeddedDataset
+        from dssl.api import get_component
 
-        ds = EmbeddedDataset(split, size=96, num_images=n, seed=0)
+        entry = get_component("dataset", "embedded")
+        ds = entry.load()(entry.options_model()(size=96, num_train=n, num_val=n, seed=0), split=split, data_root=None)
         self.items = [ds[i] for i in range(n)]
         self.num_classes, self.ignore_index, self.class_names = ds.num_classes, ds.ignore_index, ds.class_names
 
@@ -62,7 +63,7 @@ class _InMemory:
 
 def _child(name: str, n: int) -> None:
     import torch
-    from dssl.host import get_host
+    from dssl.api import get_component
 
     torch.set_num_threads(1)
     train, val = _InMemory("train", n), _InMemory("val", n)
@@ -75,7 +76,7 @@ def _child(name: str, n: int) -> None:
     def image(x: torch.Tensor) -> torch.Tensor:
         return dense(x).mean(dim=(1, 2))
 
-    entry = get_host().get("evaluator", name)
+    entry = get_component("evaluator", name)
     evaluator = entry.load()(entry.options_model().model_validate(OPTIONS.get(name, {})))
     fn = image if getattr(evaluator, "feature_kind", "dense") == "image" else dense
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

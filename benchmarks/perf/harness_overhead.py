@@ -9,12 +9,12 @@ Usage::
 
 The run is configured exactly as ``dssl bench --objective dino --backbone vit_t16`` configures it with the
 ``cpu`` preset (``vit_s16`` and the ``gpu`` preset with ``--device cuda``): :func:`dssl.api.resolve` then
-:func:`dssl.runner.build_run`. ``--batches`` batches are drawn from the run's own training loader before
+:func:`dssl.api.build`. ``--batches`` batches are drawn from the run's own training loader before
 anything is timed and held in memory (on the device), so data loading is excluded from both sides:
 
-* **engine**: :class:`dssl.engine.trainer.Trainer` ``.fit`` over the held batches (schedules, autocast,
-  non-finite guard, gradient clipping, metric windows and log intervals as in a real run; no progress
-  display, no MLflow, no checkpoints);
+* **engine**: the engine's trainer (:func:`dssl.runner.make_trainer`) ``.fit`` over the held batches
+  (schedules, autocast, non-finite guard, gradient clipping, metric windows and log intervals as in a real
+  run; no progress display, no MLflow, no checkpoints);
 * **bare**: a loop written here for the same objective module: ``zero_grad``, forward (the objective's
   forward incl. its loss, under the same autocast), ``backward``, DINO per-parameter clipping with fused
   ``torch._foreach`` ops, ``before_optimizer_step``, AdamW ``step`` (fused on CUDA, like the engine's) and
@@ -66,19 +66,18 @@ class BareLoop:
 
     Args:
         objective: The DINO objective (already on the device).
-        optim: The run's :class:`~dssl.config.OptimConfig` (peak lr, weight decay, clip).
+        optim: The run's ``optim`` configuration (peak lr, weight decay, clip).
         device: The training device.
-        precision: The run's precision setting (same autocast as the engine).
+        amp_dtype: The engine's autocast dtype (``None``: float32), so that both loops compute alike.
     """
 
-    def __init__(self, objective: Any, optim: Any, device: Any, precision: str) -> None:
+    def __init__(self, objective: Any, optim: Any, device: Any, amp_dtype: Any) -> None:
         import torch
-        from dssl.engine.trainer import autocast_dtype
 
         self.objective = objective
         self.device = device
         self.clip = optim.clip_grad
-        self.amp = autocast_dtype(precision, device)
+        self.amp = amp_dtype
         lr = optim.lr * optim.batch_size / 256.0
         groups = []
         for group in objective.param_groups():
@@ -111,17 +110,15 @@ class BareLoop:
 
 def build(args: argparse.Namespace) -> tuple[Any, Any, list[Any]]:
     """Resolve and build the run as ``dssl bench`` does; returns (config, built run, held batches)."""
-    from dssl.api import resolve
-    from dssl.host import get_host
-    from dssl.runner import build_run, training_batches
+    from dssl.api import build, resolve
+    from dssl.runner import training_batches
 
-    host = get_host()
     overrides: dict[str, Any] = {"objective": "dino", "backbone": args.backbone, "device": args.device}
     overrides["preset"] = args.preset
     if args.batch_size:
         overrides["batch_size"] = args.batch_size
-    config = resolve(host=host, sets=args.set, **overrides)
-    built = build_run(config, host)
+    config = resolve(sets=args.set, **overrides)
+    built = build(config)
     loader = iter(training_batches(built))
     batches = [next(loader).to(built.device) for _ in range(args.batches)]
     del loader
@@ -146,22 +143,15 @@ def main() -> None:
     args.preset = args.preset or ("gpu" if args.device == "cuda" else "cpu")
 
     import torch
-    from dssl.engine.trainer import Trainer
+    from dssl.runner import make_trainer
 
     torch.set_num_threads(args.threads)
     config, built, batches = build(args)
     # A round of log_every steps logs once at its end, as often as a real run does.
     args.steps = args.steps or config.log_every
     device = built.device
-    trainer = Trainer(
-        built.objective,
-        config.optim,
-        device=device,
-        precision=config.precision,
-        log_every=config.log_every,
-        compile=config.compile,
-    )
-    bare = BareLoop(built.objective, config.optim, device, config.precision)
+    trainer = make_trainer(built)
+    bare = BareLoop(built.objective, config.optim, device, trainer.amp_dtype)
 
     def engine_round(steps: int) -> float:
         trainer.start_step = 0

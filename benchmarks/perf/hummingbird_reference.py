@@ -46,7 +46,7 @@ def straightforward_miou(features: Any, train: Any, val: Any, k: int, temperatur
     import numpy as np
     import torch
     import torch.nn.functional as F
-    from dssl.data.normalize import normalize
+    from dssl.plugin import normalize
 
     c = train.num_classes
 
@@ -86,20 +86,20 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from dssl.evaluators.hummingbird import HummingbirdEvaluator
-    from dssl.evaluators.hummingbird_config import HummingbirdOptions
+    from dssl.api import get_component
     from evaluators_scaling import _InMemory
 
     torch.set_num_threads(1)
     features = _features()
-    options = HummingbirdOptions(memory_size=None, search="torch")
+    hummingbird = get_component("evaluator", "hummingbird")
+    options = hummingbird.options_model()(memory_size=None, search="torch")
     rows = []
     for n in args.sizes:
         train, val = _InMemory("train", n), _InMemory("val", n)
         ours, theirs = [], []
         for _ in range(args.repeats):
             start = time.perf_counter()
-            result = HummingbirdEvaluator(options).evaluate(
+            result = hummingbird.load()(options).evaluate(
                 features=features, train=train, val=val, dataset_name="embedded"
             )
             ours.append(time.perf_counter() - start)

@@ -10,9 +10,9 @@ Usage::
 Objectives: ``dino``, ``cotap``, ``cotap`` with ``objective.options.filter=oaf``, ``paka``, ``udi`` and
 ``stellar`` (those not installed are listed as such). Each runs in a fresh subprocess, configured as
 ``dssl bench --objective NAME --backbone vit_t16`` configures it with the preset (``cpu`` by default, so each
-objective gets its own block of that preset): :func:`dssl.api.resolve` then :func:`dssl.runner.build_run`.
+objective gets its own block of that preset): :func:`dssl.api.resolve` then :func:`dssl.api.build`.
 ``--batches`` batches are drawn from the run's loader and held in memory; then the engine
-(:class:`dssl.engine.trainer.Trainer`) trains ``--warmup`` untimed steps and ``--steps`` timed ones over them
+(:func:`dssl.runner.make_trainer`) trains ``--warmup`` untimed steps and ``--steps`` timed ones over them
 (data loading excluded). Time = median ms/step over ``--repeats`` timed blocks.
 
 Memory on the CPU: the subprocess's peak resident set size (``ru_maxrss``: imports, model, optimiser state,
@@ -58,29 +58,24 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     import itertools
 
     import torch
-    from dssl.api import resolve
-    from dssl.engine.trainer import Trainer
-    from dssl.host import get_host
-    from dssl.runner import build_run, training_batches
+    from dssl.api import build, list_components, resolve
+    from dssl.runner import make_trainer, training_batches
 
     torch.set_num_threads(spec["threads"])
-    host = get_host()
-    if spec["objective"] not in {e.name for e in host.registry.entries("objective")}:
+    if spec["objective"] not in {e.name for e in list_components("objective")}:
         return {"status": "not installed"}
     overrides: dict[str, Any] = {"objective": spec["objective"], "backbone": spec["backbone"]}
     overrides |= {"device": spec["device"], "preset": spec["preset"]}
     try:
-        config = resolve(host=host, sets=[*spec["sets"], *spec["extra"]], **overrides)
-        built = build_run(config, host)
+        config = resolve(sets=[*spec["sets"], *spec["extra"]], **overrides)
+        built = build(config)
     except Exception as exc:  # a missing optional plugin (oaf) or a config the preset does not cover
         return {"status": f"not built: {type(exc).__name__}: {str(exc)[:160]}"}
     device = built.device
     loader = iter(training_batches(built))
     batches = [next(loader).to(device) for _ in range(spec["batches"])]
     del loader
-    trainer = Trainer(
-        built.objective, config.optim, device=device, precision=config.precision, log_every=config.log_every
-    )
+    trainer = make_trainer(built)
 
     def block(steps: int) -> float:
         trainer.start_step = 0

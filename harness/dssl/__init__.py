@@ -3,6 +3,10 @@
 The import of this package stays light (no torch, timm, mlflow or sklearn) so that ``dssl --help``
 and ``dssl plugins`` start fast; heavy modules are imported when a run needs them.
 
+The public API: this package (``bench``, ``evaluate``, ``list_components``, ``hookimpl``), :mod:`dssl.api` (the
+Python API), the ``__all__`` of :mod:`dssl.runner`, :mod:`dssl.plugin` (what plugins import) and
+:mod:`dssl.testing` (the conformance suite). Every other module is private to the core.
+
 Example:
     >>> import dssl
     >>> names = dssl.list_components("objective")  # doctest: +SKIP
@@ -15,9 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-#: Version of the plugin API (hook specifications, registry entries, component contracts).
-#: A plugin declares the range it supports with a module attribute ``dssl_plugin_api = ">=1,<2"``.
-PLUGIN_API_VERSION = "1.0"
+#: Version ``MAJOR.MINOR`` of the plugin API (:mod:`dssl.plugin`, the hook specifications, registry entries and
+#: component contracts). A minor version only adds; a major version may break. A plugin declares the range it
+#: supports with a module attribute, e.g. ``dssl_plugin_api = ">=1.1,<2"`` (optional).
+#: 1.1: the public surface :mod:`dssl.plugin`, the evaluator base classes, documented registry metadata.
+PLUGIN_API_VERSION = "1.1"
 
 PROJECT_NAME = "dssl"
 ENTRY_POINT_GROUP = "dssl"

@@ -1,5 +1,12 @@
 """The Python API that mirrors the CLI, for notebooks and scripts (no subprocess needed).
 
+Whole commands: :func:`bench` (``dssl bench``), :func:`evaluate` (``dssl eval``), :func:`leaderboard`
+(``dssl leaderboard``). Their steps, for scripts that do something in between (learning curves, baselines,
+exports): :func:`resolve` a configuration, :func:`build` its components, :func:`train` them, :func:`evaluate_built`
+the frozen features, :func:`save_backbone`; :func:`run` a resolved configuration as ``dssl bench`` does;
+:func:`profile` its training steps. The registry: :func:`list_components`, :func:`get_component`. The functions that
+build components take an optional plugin ``host``; the default is the process-wide one (every installed plugin).
+
 Example:
     >>> import dssl
     >>> results = dssl.bench(objective="dino", backbone="vit_t16", steps=20)  # doctest: +SKIP
@@ -18,10 +25,28 @@ from dssl.host import PluginHost, get_host
 if TYPE_CHECKING:
     from torch import nn
 
+    from dssl.engine.profiling import PhaseReport
     from dssl.engine.trainer import TrainingSummary
-    from dssl.registry import ComponentEntry
+    from dssl.registry import ComponentEntry, ComponentKind
     from dssl.results import EvaluationResult, RunResults
     from dssl.runner import BuiltRun
+    from dssl.tracking.leaderboard import LeaderboardRow
+
+__all__ = [
+    "RunConfig",
+    "bench",
+    "build",
+    "evaluate",
+    "evaluate_built",
+    "get_component",
+    "leaderboard",
+    "list_components",
+    "profile",
+    "resolve",
+    "run",
+    "save_backbone",
+    "train",
+]
 
 #: Keyword shortcuts of :func:`bench`, the same as the CLI flags.
 _SHORTCUTS = {
@@ -158,5 +183,79 @@ def evaluate(
     return run_eval(resolve(config, host=host, sets=sets, **overrides), host=host, label=label, console=console)
 
 
-def list_components(kind: str | None = None) -> list[ComponentEntry]:
-    return get_host().registry.entries(kind)  # type: ignore[arg-type]
+def save_backbone(built: BuiltRun, path: str | Path, *, backbone: nn.Module | None = None) -> Path:
+    """Write the evaluated backbone of a built run as a dssl backbone checkpoint, as a run's
+    ``checkpoints/backbone.pt``: ``--init PATH`` (and ``dssl eval --init PATH``) starts from it, extra tokens
+    included.
+
+    Args:
+        built: From :func:`build` (trained or not).
+        path: Destination file; parent folders are created.
+        backbone: What to save; default: the objective's evaluated backbone (DINO: the teacher).
+
+    Returns:
+        The written path.
+    """
+    from dssl.backbones.checkpoint import save_backbone as save
+
+    network = backbone if backbone is not None else built.evaluated_backbone()
+    return save(network, path, meta={"objective": built.config.objective.name, "steps": built.config.optim.steps})
+
+
+def profile(
+    config: RunConfig, *, steps: int, warmup: int = 2, host: PluginHost | None = None, console: Any = None
+) -> PhaseReport:
+    """``dssl bench --profile-steps``: time ``steps`` training steps of a configuration after ``warmup`` ones.
+
+    Returns:
+        The time per step split into data, forward, backward, optimizer and logging (also printed as a table).
+    """
+    from dssl.runner import profile_bench
+
+    return profile_bench(config, host=host or get_host(), steps=steps, warmup=warmup, console=console)
+
+
+def list_components(kind: ComponentKind | None = None, *, host: PluginHost | None = None) -> list[ComponentEntry]:
+    """Registered components (optionally of one kind), discovered from installed plugins, sorted by name."""
+    return (host or get_host()).registry.entries(kind)
+
+
+def get_component(kind: ComponentKind, name: str, *, host: PluginHost | None = None) -> ComponentEntry:
+    """The registered component ``kind:name`` (``entry.load()`` imports it, ``entry.options_model()`` its options).
+
+    Raises:
+        UnknownComponentError: No such component (with "did you mean").
+        PluginError: The plugin that provides it failed to load.
+    """
+    return (host or get_host()).get(kind, name)
+
+
+def leaderboard(
+    *,
+    experiment: str | None = None,
+    metric: str | None = None,
+    protocol: str | None = None,
+    diagnostics: bool = False,
+    tracking_uri: str | None = None,
+) -> list[LeaderboardRow]:
+    """``dssl leaderboard`` as a function: finished runs grouped by configuration, mean ± std over seeds, ranked.
+
+    Args:
+        experiment: Only this MLflow experiment; every active one when ``None``.
+        metric: Only this metric, ``"linear_seg/miou"`` or just ``"miou"``.
+        protocol: Only this protocol, ``"linear_seg"`` (every version) or ``"linear_seg@1"``.
+        diagnostics: Include diagnostic evaluators.
+        tracking_uri: Where the runs are; default ``$MLFLOW_TRACKING_URI`` or ``./mlflow.db``.
+
+    Returns:
+        The rows (method, backbone, metric, protocol id, mean, std, seeds, rank, ...), section by section, best
+        first in each metric's direction; empty when the store or experiment does not exist.
+    """
+    from dssl.tracking.leaderboard import collect_rows, sort_rows
+    from dssl.tracking.mlflow_tracker import default_tracking_uri
+
+    uri = tracking_uri or default_tracking_uri()
+    rows = collect_rows(
+        tracking_uri=uri, experiment=experiment, metric=metric, protocol=protocol, diagnostics=diagnostics
+    )
+    return sort_rows(rows)

@@ -372,6 +372,41 @@ def preset_datasets_for(preset: Mapping[str, Any], user: Mapping[str, Any]) -> d
     return kept
 
 
+def preset_augmentation_for(preset: Mapping[str, Any], partial: RunConfig, host: PluginHost | None) -> dict[str, Any]:
+    """A preset's augmentation options, kept only where the run's augmentation has them.
+
+    Presets speak the multi-crop vocabulary (``global_size``, ``local_size``, ``n_local``, ...), which dssl's
+    multi-crop and the augmentations built on it share; an augmentation with other options (a plugin's own)
+    does not get the ones it lacks. Options the user sets are never dropped: a wrong key there still fails.
+
+    Args:
+        preset: The preset layer.
+        partial: The user's layers validated on their own (their objective and augmentation names).
+        host: Plugin host (the augmentation's options model); default: the process-wide one.
+
+    Returns:
+        A copy of ``preset`` without the augmentation options the augmentation does not accept.
+    """
+    from dssl.errors import DsslError
+    from dssl.host import get_host
+
+    kept = copy.deepcopy(dict(preset))
+    options = _section(_section(kept, "augmentation"), "options")
+    if not options:
+        return kept
+    host = host or get_host()
+    try:
+        name = partial.augmentation.name or _section(kept, "augmentation").get("name")
+        if name is None:
+            name = host.get("objective", partial.objective.name).metadata.get("default_augmentation", "multicrop")
+        model = host.get("augmentation", name).options_model()
+    except DsslError:
+        return kept  # an unknown name: validation names it
+    accepted = set(model.model_fields) if model is not None else set()
+    kept["augmentation"]["options"] = {key: value for key, value in options.items() if key in accepted}
+    return kept
+
+
 def resolve_config(
     *,
     base: Mapping[str, Any] | None = None,
@@ -409,6 +444,8 @@ def resolve_config(
     from dssl.catalogue import load_catalogue
 
     preset_layer = preset_datasets_for(load_catalogue().preset_layer(preset, partial.objective.name), user)
+    if check_components:
+        preset_layer = preset_augmentation_for(preset_layer, partial, host)
     layered = deep_merge(preset_layer, user)
     layered["preset"] = preset
     if isinstance(layered.get("eval_dataset"), Mapping) and not layered["eval_dataset"].get("name"):
@@ -470,13 +507,23 @@ def validate_components(config: RunConfig, host: PluginHost | None = None) -> Ru
 
 
 def resolve_backbone_entry(host: PluginHost, name: str) -> Any:
-    """A registered backbone, else the generic ``timm`` backbone when timm knows the name."""
+    """A registered backbone, else the generic ``timm`` backbone when timm knows the name.
+
+    Raises:
+        UnknownComponentError: Neither a registered backbone nor a timm ViT name.
+        ConfigError: A ViT-like name timm does not know, with the message the backbone's build gives (so that
+            ``--dry-run`` fails as the run would).
+    """
     from dssl.errors import UnknownComponentError
 
     try:
         return host.get("backbone", name)
     except UnknownComponentError:
         if ("backbone", "timm") in host.registry and name.startswith(("vit_", "deit", "eva", "flexivit")):
+            # Imports timm, only for a name that is not registered: the build's own check of the name.
+            from dssl.backbones.vit import resolve_model_name
+
+            resolve_model_name(name)
             return host.get("backbone", "timm")
         raise
 

@@ -37,6 +37,21 @@ class PluginError(DsslError):
     exit_code = 2
 
 
+class NameCollisionError(PluginError):
+    """Two distributions register a component of the same kind and name.
+
+    Attributes:
+        kind: The component kind.
+        name: The name both register.
+        first: The distribution that registered it first (it keeps the name).
+        second: The distribution whose registration was refused (it fails to load).
+    """
+
+    def __init__(self, kind: str, name: str, first: str, second: str) -> None:
+        super().__init__(f"{kind} name '{name}' is registered twice: by {first} and by {second}")
+        self.kind, self.name, self.first, self.second = kind, name, first, second
+
+
 class RunFailedError(DsslError):
     """A run started but did not finish (exit code 1)."""
 

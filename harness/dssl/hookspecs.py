@@ -34,27 +34,32 @@ hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 
 @hookspec
 def dssl_register_backbones(registry: KindRegistry) -> None:
-    """Add backbone entries: factories ``(*, img_size, extra_tokens, **options) -> nn.Module``."""
+    """Add backbone entries: factories ``(*, name, timm_name, img_size, extra_tokens, **options) -> nn.Module``
+    whose forward returns a ``dssl.plugin.TokenOutput`` (see ``dssl.plugin.Backbone``)."""
 
 
 @hookspec
 def dssl_register_objectives(registry: KindRegistry) -> None:
-    """Add objective entries: ``nn.Module`` classes built as ``Objective(backbone, options)``."""
+    """Add objective entries: ``dssl.plugin.Objective`` subclasses built as
+    ``Objective(backbone, options, total_steps=T)``, called as ``objective(batch, step=step)``."""
 
 
 @hookspec
 def dssl_register_augmentations(registry: KindRegistry) -> None:
-    """Add augmentation entries: callables that turn one image into views with geometry."""
+    """Add augmentation entries: built as ``Augmentation(options)``, called as
+    ``augmentation(image, generator=generator) -> dssl.plugin.Views`` (views with their geometry)."""
 
 
 @hookspec
 def dssl_register_evaluators(registry: KindRegistry) -> None:
-    """Add evaluator entries: consumers of frozen dense features that return versioned metrics."""
+    """Add evaluator entries: built as ``Evaluator(options)``; ``evaluate(*, features, train, val, dataset_name,
+    device, progress) -> dssl.plugin.EvaluationResult`` consumes frozen features (see ``dssl.plugin.Evaluator``)."""
 
 
 @hookspec
 def dssl_register_datasets(registry: KindRegistry) -> None:
-    """Add dataset entries: images with dense masks and/or image labels."""
+    """Add dataset entries: factories ``build(options, *, split, data_root) -> dataset`` of items
+    ``{"image", "mask", "label"}`` (see ``dssl.plugin.DenseDataset``)."""
 
 
 # --- lifecycle hooks ----------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
 from dssl import ENTRY_POINT_GROUP, PLUGIN_API_VERSION, PROJECT_NAME, hookspecs
-from dssl.errors import PluginError, UnknownComponentError
+from dssl.errors import NameCollisionError, PluginError, UnknownComponentError
 from dssl.registry import ComponentEntry, ComponentKind, ComponentRegistry, unknown_name_message
 
 DISABLE_ENV = "DSSL_DISABLE_PLUGINS"
@@ -39,7 +39,19 @@ PluginStatus = Literal["loaded", "failed", "disabled"]
 
 @dataclass
 class PluginRecord:
-    """What the host knows about one entry point."""
+    """What the host knows about one entry point.
+
+    Attributes:
+        distribution: The distribution's name; ``version`` its version.
+        entry_point: The entry point's name; ``target`` its ``module[:attr]``.
+        status: ``loaded``, ``failed`` or ``disabled``.
+        error: ``Type: message`` of a failure; ``detail`` its traceback.
+        components: The components it registered.
+        api_range: The plugin API range it declares (``dssl_plugin_api``), or ``None`` when undeclared.
+        declared: ``(kind, name)`` a failed plugin would provide (read from its source).
+        hooks: The lifecycle hooks it implements (``dssl_run_finished``, ...).
+        collides_with: The distribution that already registered a name this plugin registers (it then failed).
+    """
 
     distribution: str
     version: str
@@ -51,6 +63,8 @@ class PluginRecord:
     components: list[ComponentEntry] = field(default_factory=list)
     api_range: str | None = None
     declared: set[tuple[str, str]] = field(default_factory=set)
+    hooks: list[str] = field(default_factory=list)
+    collides_with: str | None = None
 
     def provides(self, kind: str, name: str) -> bool:
         """Whether this plugin (even a failed one) is the likely home of ``kind:name``."""
@@ -146,6 +160,10 @@ class PluginHost:
             self._fail(record, plugin_name, exc)
             return
         record.components = [e for e in self.registry if e.distribution == source.distribution]
+        contribution = set(hookspecs.CONTRIBUTION_HOOKS.values())
+        record.hooks = sorted(
+            caller.name for caller in self.pm.get_hookcallers(plugin) or [] if caller.name not in contribution
+        )
 
     def _fail(self, record: PluginRecord, plugin_name: str, exc: Exception) -> None:
         record.declared = {(e.kind, e.name) for e in self.registry if e.distribution == record.distribution}
@@ -154,6 +172,7 @@ class PluginHost:
         if self.pm.has_plugin(plugin_name):
             self.pm.unregister(name=plugin_name)
         record.status = "failed"
+        record.collides_with = exc.first if isinstance(exc, NameCollisionError) else None
         record.error = f"{type(exc).__name__}: {exc}"
         record.detail = "".join(traceback.format_exception(exc))
         if self.strict:

@@ -21,10 +21,40 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from dssl.errors import PluginError, UnknownComponentError
+from dssl.errors import NameCollisionError, PluginError, UnknownComponentError
 
 ComponentKind = Literal["backbone", "objective", "augmentation", "evaluator", "dataset"]
 COMPONENT_KINDS: tuple[ComponentKind, ...] = ("backbone", "objective", "augmentation", "evaluator", "dataset")
+
+#: Registry metadata every kind accepts (``registry.add(..., key=value)``): key -> what it means.
+COMMON_METADATA: dict[str, str] = {
+    "test_options": "option overrides that keep the conformance checks small and fast on a CPU (a mapping)",
+    "requires_module": "the module of an optional extra the component needs; the conformance tests skip the "
+    "component when it is missing (e.g. 'faiss')",
+    "code": "the official code the component follows (a URL, optionally @commit)",
+}
+#: Registry metadata of each kind, beyond :data:`COMMON_METADATA`: key -> what it means.
+KIND_METADATA: dict[str, dict[str, str]] = {
+    "backbone": {
+        "timm_name": "the timm model an alias builds (e.g. 'vit_small_patch16_224'); passed to the factory",
+        "timm_args": "timm.create_model arguments over the model's own (a mapping); passed to the factory",
+        "test_name": "the model the conformance checks build when the entry is generic (like 'timm')",
+    },
+    "objective": {
+        "default_augmentation": "the augmentation a run uses unless --augmentation says otherwise "
+        "(default 'multicrop')",
+    },
+    "augmentation": {},
+    "evaluator": {
+        "protocol": "the protocol id its results carry; the conformance suite checks that they agree",
+        "diagnostic": "True for a diagnostic, not a benchmark score",
+    },
+    "dataset": {
+        "requires_data": "True when it reads files from --data-root (it then needs test_fixture)",
+        "test_fixture": "'package.module:writer', writer(folder) -> data_root holding a tiny copy in the real "
+        "format, for the conformance suite",
+    },
+}
 
 _NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_.+-]*$")
 _TARGET_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -52,9 +82,9 @@ class ComponentEntry:
         paper: Reference (``"arXiv 2104.14294"``, a DOI or a URL), if any.
         options: ``"package.module:Model"`` of the pydantic options model, or the class itself; ``None``
             when the component takes no options. Options modules must not import torch.
-        metadata: Kind-specific facts, e.g. ``default_augmentation`` of an objective or ``protocol`` of an
-            evaluator; ``requires_module`` names the module of an optional extra the component needs
-            (the conformance tests skip it when that module is missing).
+        metadata: Facts the harness reads: the keys of :data:`COMMON_METADATA` and the kind's keys of
+            :data:`KIND_METADATA` (e.g. ``default_augmentation`` of an objective, ``protocol`` of an evaluator);
+            any other key is refused when the entry is added.
     """
 
     kind: ComponentKind
@@ -148,12 +178,19 @@ class ComponentRegistry:
             )
         if not entry.summary.strip():
             raise PluginError(f"{entry.distribution}: {entry.kind} '{entry.name}' needs a one-line summary")
+        accepted = COMMON_METADATA.keys() | KIND_METADATA[entry.kind].keys()
+        unknown = sorted(set(entry.metadata) - accepted)
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], sorted(accepted), n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            keys = ", ".join(repr(k) for k in unknown)
+            raise PluginError(
+                f"{entry.distribution}: {entry.kind} '{entry.name}' has unknown registry metadata {keys}; "
+                f"{hint}accepted for a {entry.kind}: {', '.join(sorted(accepted))}"
+            )
         existing = self._entries[entry.kind].get(entry.name)
         if existing is not None:
-            raise PluginError(
-                f"{entry.kind} name '{entry.name}' is registered twice: by {existing.distribution} "
-                f"and by {entry.distribution}"
-            )
+            raise NameCollisionError(entry.kind, entry.name, existing.distribution, entry.distribution)
         self._entries[entry.kind][entry.name] = entry
 
     def remove_distribution(self, distribution: str) -> None:

@@ -11,7 +11,7 @@ own random parameters) because torchvision's per-image ops cost more in call ove
 at multi-crop sizes; their semantics follow ``torchvision.transforms.v2`` (ColorJitter with a random op
 order, ITU-R 601 grayscale, reflect-padded blur, solarise at >= threshold).
 
-Randomness: every call draws one ``(V, 54)`` uniform tensor from the given generator (or torch's
+Randomness: every call draws one ``(V, 54)`` uniform tensor (layout: :data:`DRAWS`) from the given generator (or torch's
 global RNG), whatever the options, so the same seed gives identical views and the geometry does not
 change when ``photometric`` is switched off.
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Final
 
 import torch
 import torch.nn.functional as F
@@ -28,23 +29,51 @@ from torch import Tensor
 from dssl.augment.multicrop_config import MultiCropOptions
 from dssl.data.normalize import normalize
 
-__all__ = ["MultiCrop", "ViewBatch", "Views", "collate_views"]
+__all__ = ["DRAWS", "DrawColumns", "MultiCrop", "ViewBatch", "Views", "collate_views"]
 
-_ATTEMPTS = 10  # torchvision's RandomResizedCrop tries 10 boxes before falling back to a central crop
-# Column layout of the per-view uniform draws.
-_C_SCALE = 0
-_C_LOGR = _C_SCALE + _ATTEMPTS
-_C_Y = _C_LOGR + _ATTEMPTS
-_C_X = _C_Y + _ATTEMPTS
-_C_FLIP = _C_X + _ATTEMPTS
-_C_JIT = _C_FLIP + 1
-_C_JIT_F = _C_JIT + 1  # 4 factors: brightness, contrast, saturation, hue
-_C_JIT_ORDER = _C_JIT_F + 4  # 4 sort keys -> a random permutation of the ops
-_C_GRAY = _C_JIT_ORDER + 4
-_C_BLUR = _C_GRAY + 1
-_C_SIGMA = _C_BLUR + 1
-_C_SOLAR = _C_SIGMA + 1
-_N_DRAWS = _C_SOLAR + 1
+
+class DrawColumns:
+    """Columns of the per-view uniform draws ``u`` ``(V, count)`` that one :class:`MultiCrop` call makes.
+
+    Subclasses that choose their own boxes (:meth:`MultiCrop.sample_boxes`) or their own photometric events
+    read and write these columns, so that one seed keeps giving the same views.
+
+    Attributes:
+        attempts: Crop proposals per view (torchvision's ``RandomResizedCrop`` tries 10 boxes before falling
+            back to a central crop); ``scale``, ``log_ratio``, ``y`` and ``x`` hold one column per attempt.
+        scale: Area fraction of each proposal, as ``u`` in ``[0, 1)`` mapped onto the view's scale range.
+        log_ratio: Log aspect ratio of each proposal, mapped onto ``log(ratio)``.
+        y: Top edge of each proposal, uniform over the admissible rows.
+        x: Left edge of each proposal, uniform over the admissible columns.
+        flip: Horizontal flip (``u < hflip_p``).
+        jitter: Colour jitter applied (``u < color_jitter_p``).
+        jitter_factors: Brightness, contrast, saturation and hue factors.
+        jitter_order: Sort keys of the four jitter operations (a random order).
+        grayscale: Grayscale applied (``u < grayscale_p``).
+        blur: Gaussian blur applied (``u <`` the view's blur probability).
+        sigma: Blur sigma, mapped onto ``blur_sigma``.
+        solarize: Solarisation applied (``u <`` the view's solarisation probability).
+        count: Columns in all.
+    """
+
+    attempts: Final = 10
+    scale: Final = slice(0, 10)
+    log_ratio: Final = slice(10, 20)
+    y: Final = slice(20, 30)
+    x: Final = slice(30, 40)
+    flip: Final = 40
+    jitter: Final = 41
+    jitter_factors: Final = slice(42, 46)
+    jitter_order: Final = slice(46, 50)
+    grayscale: Final = 50
+    blur: Final = 51
+    sigma: Final = 52
+    solarize: Final = 53
+    count: Final = 54
+
+
+#: The layout of :class:`MultiCrop`'s per-view uniform draws.
+DRAWS = DrawColumns()
 
 _GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale
 _SOLARIZE_THRESHOLD = 0.5  # PIL's ImageOps.solarize default (128 of 255)
@@ -204,18 +233,18 @@ class MultiCrop:
         o = self.options
         n_views = o.n_views
         height, width = image.shape[-2:]
-        u = torch.rand(n_views, _N_DRAWS, generator=generator, dtype=torch.float64)
-        boxes_px = self._sample_boxes(u, height, width)
-        flips = u[:, _C_FLIP] < o.hflip_p
+        u = torch.rand(n_views, DRAWS.count, generator=generator, dtype=torch.float64)
+        boxes_px = self.sample_boxes(u, height, width)
+        flips = u[:, DRAWS.flip] < o.hflip_p
 
         crops: list[Tensor] = []
         clean: list[Tensor] | None = [] if o.return_clean else None
         for start, stop, size in self._groups:
-            group = self._render_geometry(image, boxes_px[start:stop], flips[start:stop], size)
+            group = self.render_geometry(image, boxes_px[start:stop], flips[start:stop], size)
             if clean is not None:
                 clean.extend(normalize(group).unbind(0))
             if o.photometric:
-                group = self._photometric(group, u[start:stop].float(), start)
+                group = self.photometric(group, u[start:stop].float(), start)
             crops.extend(normalize(group).unbind(0))
 
         scale = torch.tensor([width, height, width, height], dtype=torch.float64)
@@ -224,16 +253,25 @@ class MultiCrop:
 
     # -- geometry ---------------------------------------------------------------------------------
 
-    def _sample_boxes(self, u: Tensor, height: int, width: int) -> list[tuple[int, int, int, int]]:
+    def sample_boxes(self, u: Tensor, height: int, width: int) -> list[tuple[int, int, int, int]]:
         """Integer pixel boxes ``(x0, y0, x1, y1)``, one per view, like ``RandomResizedCrop.get_params``.
 
         All attempts are drawn up front and the first admissible one is kept, which samples the same
-        distribution as torchvision's sequential loop without per-attempt Python/RNG calls.
+        distribution as torchvision's sequential loop without per-attempt Python/RNG calls. Subclasses override
+        it to place some views differently (PaKA's locals inside their parent global).
+
+        Args:
+            u: ``(V, DRAWS.count)`` float64 uniform draws of this call (layout: :data:`DRAWS`).
+            height: Image height in pixels.
+            width: Image width in pixels.
+
+        Returns:
+            ``V`` pixel boxes (edges), globals first.
         """
         area = height * width
-        scale = self._scale_lo[:, None] + (self._scale_hi - self._scale_lo)[:, None] * u[:, _C_SCALE:_C_LOGR]
+        scale = self._scale_lo[:, None] + (self._scale_hi - self._scale_lo)[:, None] * u[:, DRAWS.scale]
         lr0, lr1 = self._log_ratio
-        aspect = torch.exp(lr0 + (lr1 - lr0) * u[:, _C_LOGR:_C_Y])
+        aspect = torch.exp(lr0 + (lr1 - lr0) * u[:, DRAWS.log_ratio])
         target = area * scale
         # torch.round rounds half to even, as Python's round() in torchvision does.
         w = torch.round(torch.sqrt(target * aspect))
@@ -243,8 +281,8 @@ class MultiCrop:
         w = w.gather(1, first)[:, 0]
         h = h.gather(1, first)[:, 0]
         # floor(U * (n + 1)) is uniform on {0, ..., n}, like torch.randint(0, n + 1).
-        y0 = torch.floor(u[:, _C_Y:_C_X].gather(1, first)[:, 0] * (height - h + 1))
-        x0 = torch.floor(u[:, _C_X:_C_FLIP].gather(1, first)[:, 0] * (width - w + 1))
+        y0 = torch.floor(u[:, DRAWS.y].gather(1, first)[:, 0] * (height - h + 1))
+        x0 = torch.floor(u[:, DRAWS.x].gather(1, first)[:, 0] * (width - w + 1))
         found = ok.any(dim=1).tolist()
         boxes: list[tuple[int, int, int, int]] = []
         for v, (xv, yv, wv, hv) in enumerate(zip(x0.tolist(), y0.tolist(), w.tolist(), h.tolist(), strict=True)):
@@ -267,10 +305,17 @@ class MultiCrop:
         y0, x0 = (height - h) // 2, (width - w) // 2
         return (x0, y0, x0 + w, y0 + h)
 
-    def _render_geometry(
+    def render_geometry(
         self, image: Tensor, boxes_px: list[tuple[int, int, int, int]], flips: Tensor, size: int
     ) -> Tensor:
-        """Crop, resize to ``size`` and flip: ``(n, 3, size, size)`` in ``[0, 1]``."""
+        """Crop, resize to ``size`` and flip: ``(n, 3, size, size)`` in ``[0, 1]``.
+
+        Args:
+            image: ``(3, H, W)`` in ``[0, 1]``.
+            boxes_px: ``n`` pixel boxes ``(x0, y0, x1, y1)``.
+            flips: ``(n,)`` bool.
+            size: Side of the square views.
+        """
         mode = self.options.interpolation
         out = torch.empty(len(boxes_px), 3, size, size, dtype=image.dtype)
         for k, (x0, y0, x1, y1) in enumerate(boxes_px):
@@ -283,35 +328,35 @@ class MultiCrop:
 
     # -- photometric ------------------------------------------------------------------------------
 
-    def _photometric(self, x: Tensor, u: Tensor, view_offset: int) -> Tensor:
+    def photometric(self, x: Tensor, u: Tensor, view_offset: int) -> Tensor:
         """Colour jitter, grayscale, blur and solarisation on ``x`` ``(n, 3, h, w)``, in place.
 
         Args:
             x: Views of one size, in ``[0, 1]``; modified in place and returned.
-            u: ``(n, _N_DRAWS)`` float32 uniforms of these views.
+            u: ``(n, DRAWS.count)`` float32 uniforms of these views (layout: :data:`DRAWS`).
             view_offset: Position of ``x[0]`` among all views (selects per-view probabilities).
         """
         o = self.options
         n = x.shape[0]
         views = slice(view_offset, view_offset + n)
 
-        jitter = (u[:, _C_JIT] < o.color_jitter_p).nonzero()[:, 0]
+        jitter = (u[:, DRAWS.jitter] < o.color_jitter_p).nonzero()[:, 0]
         if jitter.numel() and self._jit_any:
-            factors = self._jit_lo + (self._jit_hi - self._jit_lo) * u[jitter, _C_JIT_F:_C_JIT_ORDER]
-            order = u[jitter, _C_JIT_ORDER:_C_GRAY].argsort(dim=1)
+            factors = self._jit_lo + (self._jit_hi - self._jit_lo) * u[jitter, DRAWS.jitter_factors]
+            order = u[jitter, DRAWS.jitter_order].argsort(dim=1)
             x[jitter] = _color_jitter(x[jitter], factors, order, hue_on=self._hue_on)
 
-        gray = (u[:, _C_GRAY] < o.grayscale_p).nonzero()[:, 0]
+        gray = (u[:, DRAWS.grayscale] < o.grayscale_p).nonzero()[:, 0]
         if gray.numel():
             x[gray] = _grayscale(x[gray]).expand(-1, 3, -1, -1)
 
-        blur = (u[:, _C_BLUR] < self._blur_p[views]).nonzero()[:, 0]
+        blur = (u[:, DRAWS.blur] < self._blur_p[views]).nonzero()[:, 0]
         if blur.numel():
             s0, s1 = o.blur_sigma
-            sigma = s0 + (s1 - s0) * u[blur, _C_SIGMA]
+            sigma = s0 + (s1 - s0) * u[blur, DRAWS.sigma]
             x[blur] = _gaussian_blur(x[blur], sigma, max_sigma=s1).to(x.dtype)  # conv may run in bf16 under autocast
 
-        solar = (u[:, _C_SOLAR] < self._solar_p[views]).nonzero()[:, 0]
+        solar = (u[:, DRAWS.solarize] < self._solar_p[views]).nonzero()[:, 0]
         if solar.numel():
             y = x[solar]
             x[solar] = torch.where(y >= _SOLARIZE_THRESHOLD, 1.0 - y, y)

@@ -16,7 +16,8 @@ from typing import Any
 _EXPORTS = {
     "ViTOptions": "vit_config",
     "ALIASES": "vit",
-    "TokenOutput": "vit",
+    "Backbone": "tokens",
+    "TokenOutput": "tokens",
     "ViTBackbone": "vit",
     "build_vit": "vit",
     "InitReport": "checkpoint",

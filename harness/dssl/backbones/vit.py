@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import timm
@@ -34,6 +33,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from dssl.backbones.tokens import TokenOutput
 from dssl.backbones.vit_config import ViTOptions
 from dssl.errors import ConfigError
 
@@ -50,42 +50,6 @@ ALIASES: dict[str, str] = {
 _MASK_MODES = ("token", "drop")
 # timm.create_model arguments that the backbone sets itself; timm_args may not override them.
 _DSSL_TIMM_ARGS = frozenset({"pretrained", "num_classes", "dynamic_img_size", "img_size", "drop_path_rate"})
-
-
-@dataclass
-class TokenOutput:
-    """Output tokens of :class:`ViTBackbone`, after the final norm.
-
-    Attributes:
-        prefix: ``(B, P + E, D)`` timm's prefix tokens (class token, then registers), then the ``E`` extra
-            tokens.
-        patches: ``(B, N, D)`` patch tokens in row-major grid order; ``N = h * w``, or the number of kept
-            patches when masked patches were dropped (kept patches stay in grid order).
-        grid: ``(h, w)`` patch grid of the input images (also when patches were dropped).
-        num_extra: ``E``, the number of extra tokens at the end of ``prefix``.
-    """
-
-    prefix: Tensor
-    patches: Tensor
-    grid: tuple[int, int]
-    num_extra: int = 0
-
-    @property
-    def cls(self) -> Tensor:
-        """``(B, D)`` the class token."""
-        return self.prefix[:, 0]
-
-    @property
-    def extra(self) -> Tensor:
-        """``(B, E, D)`` the extra tokens (``E`` may be 0)."""
-        return self.prefix[:, self.prefix.shape[1] - self.num_extra :]
-
-    def patch_map(self) -> Tensor:
-        """``(B, h, w, D)`` the patch tokens as a map; only when no patch was dropped."""
-        h, w = self.grid
-        if self.patches.shape[1] != h * w:
-            raise ValueError(f"{self.patches.shape[1]} patch tokens do not fill the {h}x{w} grid (dropped?)")
-        return self.patches.reshape(self.patches.shape[0], h, w, self.patches.shape[2])
 
 
 def resolve_model_name(model_name: str) -> str:

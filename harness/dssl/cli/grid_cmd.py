@@ -53,7 +53,8 @@ def grid(
     Cells already FINISHED in the experiment with the same configuration fingerprint are skipped; a
     failing cell is recorded as a FAILED run and the others go on (exit code 1 at the end).
     """
-    from dssl.grid.runner import plan_grid, render_dry_run, run_grid
+    from dssl.grid.plan import plan_grid, render_dry_run
+    from dssl.grid.runner import run_grid
     from dssl.grid.spec import load_grid
     from dssl.tracking.mlflow_tracker import default_tracking_uri
 

@@ -30,6 +30,7 @@ def plugins(ctx: click.Context, as_json: bool, verbose: bool, wide: bool) -> Non
                 "status": r.status,
                 "error": r.error,
                 "api_range": r.api_range,
+                "hooks": r.hooks,
                 "declared": [{"kind": kind, "name": name} for kind, name in sorted(r.declared)],
                 "components": [
                     {"kind": c.kind, "name": c.name, "summary": c.summary, "paper": c.paper} for c in r.components
@@ -67,7 +68,9 @@ def print_plugins(records: list[Any], console: Console, *, wide: bool = False, v
     name_width = max((len(e.name) for e in entries), default=4)
     summary_width = max(20, console.width - kind_width - name_width - 4)
     for record in loaded:
-        console.print(Text(f"{record.distribution} {record.version}", style="bold cyan"))
+        header = Text(f"{record.distribution} {record.version}", style="bold cyan")
+        header.append(f"  plugin API {record.api_range or 'range not declared'}", style="dim")
+        console.print(header)
         table = Table(box=None, show_header=False, pad_edge=False, padding=(0, 1), expand=False)
         table.add_column("kind", style="dim", no_wrap=True, min_width=kind_width)
         table.add_column("name", style="bold", no_wrap=True, min_width=name_width)
@@ -76,7 +79,9 @@ def print_plugins(records: list[Any], console: Console, *, wide: bool = False, v
         for entry in record.components:
             table.add_row(f"  {entry.kind}" if entry.kind != previous_kind else "", entry.name, entry.summary)
             previous_kind = entry.kind
-        if not record.components:
+        for index, hook in enumerate(record.hooks):
+            table.add_row("  hook" if index == 0 else "", hook, "lifecycle hook")
+        if not record.components and not record.hooks:
             table.add_row("", "-", "(no components)")
         console.print(table)
 

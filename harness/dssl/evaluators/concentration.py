@@ -21,17 +21,15 @@ the evaluator class ``diagnostic = True``, so leaderboards can leave them out of
 from __future__ import annotations
 
 import math
-import time
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import Dataset
 
+from dssl.evaluators.base import DenseEvaluator, EvaluationInputs, Measurement, dataset_info
 from dssl.evaluators.diagnostics_config import ConcentrationOptions
-from dssl.evaluators.extraction import FeatureFn, ProgressFn, as_hw, dataset_info, extract_dense
-from dssl.results import EvaluationResult, MetricValue
+from dssl.results import MetricValue
 
 
 def patch_majority_labels(
@@ -89,7 +87,7 @@ def _nanmean(values: list[float]) -> float:
     return sum(kept) / len(kept) if kept else math.nan
 
 
-class ConcentrationEvaluator:
+class ConcentrationEvaluator(DenseEvaluator[ConcentrationOptions]):
     """Intra- vs inter-class patch similarity and effective rank (a diagnostic; see the module docstring).
 
     Example:
@@ -103,37 +101,12 @@ class ConcentrationEvaluator:
     diagnostic: ClassVar[bool] = True
     options_model: ClassVar[type[ConcentrationOptions]] = ConcentrationOptions
 
-    def __init__(self, options: ConcentrationOptions | None = None) -> None:
-        self.options = options if options is not None else ConcentrationOptions()
-
-    def evaluate(
-        self,
-        *,
-        features: FeatureFn,
-        train: Dataset,
-        val: Dataset,
-        dataset_name: str,
-        device: torch.device | str = "cpu",
-        progress: ProgressFn | None = None,
-    ) -> EvaluationResult:
+    def measure(self, inputs: EvaluationInputs) -> Measurement:
         """Measure concentration on the val patches (``train`` is unused)."""
-        del train
-        start = time.perf_counter()
         opts = self.options
-        info = dataset_info(val, "val")
-        cache = extract_dense(
-            features,
-            val,
-            info=info,
-            input_size=opts.input_size,
-            mask_size=opts.mask_size,
-            batch_size=opts.feature_batch_size,
-            num_workers=opts.num_workers,
-            device=device,
-            dtype=torch.float32,
-            progress=progress,
-            stage="features/val",
-        )
+        info = dataset_info(inputs.val, "val")
+        # Diagnostics measure float32 features whatever the cache dtype option says.
+        cache = self.extract(inputs, "val", info=info, dtype=torch.float32)
         c = info.num_classes
         labels = patch_majority_labels(cache.masks, cache.grid_hw, c, info.ignore_index, opts.min_purity)
         raw = cache.features.reshape(len(cache.features), -1, cache.dim)
@@ -159,7 +132,6 @@ class ConcentrationEvaluator:
             "effective_rank": MetricValue(value=effective_rank(flat), direction="higher"),
         }
         settings = {
-            "diagnostic": True,
             "similarity": "cosine",
             "pairs": "ordered pairs of distinct patches",
             "patch_label": "majority of pixels",
@@ -170,19 +142,7 @@ class ConcentrationEvaluator:
             "labelled_patches": int(keep.sum()),
             "num_classes": c,
             "ignore_index": info.ignore_index,
-            "input_size": list(cache.input_hw),
-            "requested_input_size": list(as_hw(opts.input_size)) if opts.input_size is not None else None,
-            "mask_size": list(cache.mask_hw),
-            "feature_grid": list(cache.grid_hw),
-            "feature_dim": cache.dim,
+            **self.feature_settings(cache),
             "val_images": len(cache.features),
         }
-        return EvaluationResult(
-            evaluator=self.name,
-            protocol=self.protocol,
-            protocol_version=self.protocol_version,
-            dataset=dataset_name,
-            metrics=metrics,
-            settings=settings,
-            seconds=time.perf_counter() - start,
-        )
+        return metrics, settings

@@ -34,17 +34,15 @@ A diagnostic: ``settings["diagnostic"] = True`` and the class attribute ``diagno
 from __future__ import annotations
 
 import math
-import time
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import Dataset, Subset
 
+from dssl.evaluators.base import DenseEvaluator, EvaluationInputs, Measurement, dataset_info
 from dssl.evaluators.diagnostics_config import DSEOptions
-from dssl.evaluators.extraction import FeatureFn, ProgressFn, as_hw, dataset_info, extract_dense
-from dssl.results import EvaluationResult, MetricValue
+from dssl.results import MetricValue
 
 
 def dse_kmeans(x: Tensor, k: int, iters: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -150,7 +148,7 @@ def compute_dse(
     }
 
 
-class DSEEvaluator:
+class DSEEvaluator(DenseEvaluator[DSEOptions]):
     """DSE of frozen val patch features (a label-free diagnostic).
 
     Example:
@@ -164,38 +162,13 @@ class DSEEvaluator:
     diagnostic: ClassVar[bool] = True
     options_model: ClassVar[type[DSEOptions]] = DSEOptions
 
-    def __init__(self, options: DSEOptions | None = None) -> None:
-        self.options = options if options is not None else DSEOptions()
-
-    def evaluate(
-        self,
-        *,
-        features: FeatureFn,
-        train: Dataset,
-        val: Dataset,
-        dataset_name: str,
-        device: torch.device | str = "cpu",
-        progress: ProgressFn | None = None,
-    ) -> EvaluationResult:
+    def measure(self, inputs: EvaluationInputs) -> Measurement:
         """Compute DSE on (at most ``max_images``) val images; ``train`` is unused."""
-        del train
-        start = time.perf_counter()
         opts = self.options
-        info = dataset_info(val, "val")
-        n = min(len(val), opts.max_images)  # type: ignore[arg-type]
-        cache = extract_dense(
-            features,
-            Subset(val, range(n)),
-            info=info,
-            input_size=opts.input_size,
-            mask_size=opts.mask_size,
-            batch_size=opts.feature_batch_size,
-            num_workers=opts.num_workers,
-            device=device,
-            dtype=torch.float32,
-            progress=progress,
-            stage="features/val",
-        )
+        info = dataset_info(inputs.val, "val")
+        # Diagnostics measure float32 features whatever the cache dtype option says.
+        cache = self.extract(inputs, "val", info=info, dtype=torch.float32, limit=opts.max_images)
+        n = len(cache.features)
         values = compute_dse(
             cache.features.reshape(n, -1, cache.dim),
             local_clusters=opts.local_clusters,
@@ -208,7 +181,6 @@ class DSEEvaluator:
         directions = {"m_intra_batch": "lower", "m_intra_image": "lower"}
         metrics = {k: MetricValue(value=v, direction=directions.get(k, "higher")) for k, v in values.items()}
         settings = {
-            "diagnostic": True,
             "local_clusters": opts.local_clusters,
             "global_clusters": opts.global_clusters,
             "group_size": opts.group_size,
@@ -220,17 +192,6 @@ class DSEEvaluator:
             "lambda_rescaling": "none",
             "seed": opts.seed,
             "val_images": n,
-            "input_size": list(cache.input_hw),
-            "requested_input_size": list(as_hw(opts.input_size)) if opts.input_size is not None else None,
-            "feature_grid": list(cache.grid_hw),
-            "feature_dim": cache.dim,
+            **self.feature_settings(cache),
         }
-        return EvaluationResult(
-            evaluator=self.name,
-            protocol=self.protocol,
-            protocol_version=self.protocol_version,
-            dataset=dataset_name,
-            metrics=metrics,
-            settings=settings,
-            seconds=time.perf_counter() - start,
-        )
+        return metrics, settings

@@ -38,7 +38,6 @@ Deliberate difference: no augmentation epochs when building the memory (features
 
 from __future__ import annotations
 
-import time
 from typing import ClassVar
 
 import torch
@@ -47,18 +46,11 @@ from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
 from dssl.errors import ConfigError
+from dssl.evaluators.base import DenseEvaluator, EvaluationInputs, Measurement, paired_info
 from dssl.evaluators.confusion import ConfusionMatrix, apply_mapping, hungarian_match, miou, pixel_accuracy
-from dssl.evaluators.extraction import (
-    DatasetInfo,
-    FeatureFn,
-    ProgressFn,
-    as_hw,
-    batches,
-    dataset_info,
-    extract_dense,
-)
+from dssl.evaluators.extraction import DatasetInfo, FeatureFn, ProgressFn, batches, extract_dense
 from dssl.evaluators.hummingbird_config import HummingbirdOptions
-from dssl.results import EvaluationResult, MetricValue
+from dssl.results import MetricValue
 
 try:  # optional accelerated search; results equal the torch path (exact inner-product index)
     import faiss  # type: ignore[import-not-found]
@@ -198,7 +190,7 @@ def transfer_labels(
     return torch.einsum("qk,qkc->qc", weights, memory_labels[idx])
 
 
-class HummingbirdEvaluator:
+class HummingbirdEvaluator(DenseEvaluator[HummingbirdOptions]):
     """Dense nearest-neighbour retrieval mIoU (Hummingbird / open-hummingbird-eval).
 
     Example:
@@ -211,59 +203,27 @@ class HummingbirdEvaluator:
     protocol_version: ClassVar[int] = 2
     options_model: ClassVar[type[HummingbirdOptions]] = HummingbirdOptions
 
-    def __init__(self, options: HummingbirdOptions | None = None) -> None:
-        self.options = options if options is not None else HummingbirdOptions()
-
-    def evaluate(
-        self,
-        *,
-        features: FeatureFn,
-        train: Dataset,
-        val: Dataset,
-        dataset_name: str,
-        device: torch.device | str = "cpu",
-        progress: ProgressFn | None = None,
-    ) -> EvaluationResult:
+    def measure(self, inputs: EvaluationInputs) -> Measurement:
         """Build the memory from ``train``, label every ``val`` patch by retrieval, score mIoU.
 
         Args:
-            features: Normalised images ``(B, 3, H, W)`` -> frozen features ``(B, h, w, D)``.
-            train: Memory source.
-            val: Scored split.
-            dataset_name: Recorded in the result.
-            device: Device of feature calls and search.
-            progress: Optional ``progress(stage, done, total)``: ``memory`` (images), ``features/val``
-                (images), ``retrieval`` (batches).
+            inputs: What :meth:`evaluate` received: ``train`` is the memory source, ``val`` the scored split,
+                ``device`` runs the feature calls and the search; progress stages ``memory`` (images),
+                ``features/val`` (images), ``retrieval`` (batches).
 
         Returns:
             ``miou`` and ``pixel_accuracy`` in percent.
         """
-        start = time.perf_counter()
         opts = self.options
-        info = dataset_info(train, "train")
-        val_info = dataset_info(val, "val")
-        if (val_info.num_classes, val_info.ignore_index) != (info.num_classes, info.ignore_index):
-            raise ConfigError("train and val datasets disagree on num_classes / ignore_index")
+        device, progress = inputs.device, inputs.progress
+        info = paired_info(inputs)
         use_faiss = opts.search == "faiss" or (opts.search == "auto" and faiss is not None)
         if use_faiss and faiss is None:
             raise ConfigError("search='faiss' but faiss is not installed; use search='torch' or 'auto'")
-        memory, memory_labels, facts = self._build_memory(features, train, info, device, progress)
+        memory, memory_labels, facts = self._build_memory(inputs.features, inputs.train, info, device, progress)
         k = min(opts.num_neighbours, memory.shape[0])
 
-        dtype = torch.float16 if opts.feature_dtype == "float16" else torch.float32
-        cache = extract_dense(
-            features,
-            val,
-            info=info,
-            input_size=opts.input_size,
-            mask_size=opts.mask_size,
-            batch_size=opts.feature_batch_size,
-            num_workers=opts.num_workers,
-            device=device,
-            dtype=dtype,
-            progress=progress,
-            stage="features/val",
-        )
+        cache = self.extract(inputs, "val", info=info)
         if cache.dim != memory.shape[1]:
             raise ValueError(f"feature dims differ between train ({memory.shape[1]}) and val ({cache.dim})")
         c = info.num_classes
@@ -313,11 +273,7 @@ class HummingbirdEvaluator:
             "absent_classes": opts.absent_classes,
             "num_classes": c,
             "ignore_index": info.ignore_index,
-            "input_size": list(cache.input_hw),
-            "requested_input_size": list(as_hw(opts.input_size)) if opts.input_size is not None else None,
-            "mask_size": list(cache.mask_hw),
-            "feature_grid": list(cache.grid_hw),
-            "feature_dim": cache.dim,
+            **self.feature_settings(cache),
             "feature_dtype": opts.feature_dtype,
             "label_upsample": "bilinear",
             "image_resize": "bilinear-antialias",
@@ -325,18 +281,11 @@ class HummingbirdEvaluator:
             "seed": opts.seed,
             "val_images": len(cache.features),
         }
-        return EvaluationResult(
-            evaluator=self.name,
-            protocol=self.protocol,
-            protocol_version=self.protocol_version,
-            dataset=dataset_name,
-            metrics={
-                "miou": MetricValue(value=100.0 * miou_value),
-                "pixel_accuracy": MetricValue(value=100.0 * pixel_accuracy(conf)),
-            },
-            settings=settings,
-            seconds=time.perf_counter() - start,
-        )
+        metrics = {
+            "miou": MetricValue(value=100.0 * miou_value),
+            "pixel_accuracy": MetricValue(value=100.0 * pixel_accuracy(conf)),
+        }
+        return metrics, settings
 
     def _build_memory(
         self,

@@ -21,29 +21,18 @@ Notes:
 
 from __future__ import annotations
 
-import time
 from typing import ClassVar
 
 import numpy as np
 import torch
 from sklearn.cluster import KMeans
 from torch import Tensor
-from torch.utils.data import Dataset
 
 from dssl.errors import ConfigError
+from dssl.evaluators.base import DenseEvaluator, EvaluationInputs, Measurement, dataset_info, mean_std
 from dssl.evaluators.confusion import ConfusionMatrix, apply_mapping, hungarian_match, miou, pixel_accuracy
-from dssl.evaluators.extraction import (
-    DenseCache,
-    FeatureFn,
-    ProgressFn,
-    as_hw,
-    batches,
-    dataset_info,
-    extract_dense,
-    resize_mask,
-)
+from dssl.evaluators.extraction import DenseCache, batches, resize_mask
 from dssl.evaluators.kmeans_seg_config import KMeansSegOptions
-from dssl.results import EvaluationResult, MetricValue
 
 #: faiss caps k-means training at this many points per centroid; NeCo inherits it.
 FAISS_MAX_POINTS_PER_CENTROID = 256
@@ -51,7 +40,7 @@ FAISS_MAX_POINTS_PER_CENTROID = 256
 _CHUNK = 65536
 
 
-class KMeansSegEvaluator:
+class KMeansSegEvaluator(DenseEvaluator[KMeansSegOptions]):
     """k-means + Hungarian mIoU of frozen dense features, mean ± std over seeds.
 
     Example:
@@ -65,52 +54,20 @@ class KMeansSegEvaluator:
     protocol_version: ClassVar[int] = 1
     options_model: ClassVar[type[KMeansSegOptions]] = KMeansSegOptions
 
-    def __init__(self, options: KMeansSegOptions | None = None) -> None:
-        self.options = options if options is not None else KMeansSegOptions()
-
-    def evaluate(
-        self,
-        *,
-        features: FeatureFn,
-        train: Dataset,
-        val: Dataset,
-        dataset_name: str,
-        device: torch.device | str = "cpu",
-        progress: ProgressFn | None = None,
-    ) -> EvaluationResult:
+    def measure(self, inputs: EvaluationInputs) -> Measurement:
         """Cluster the val patch features and score the Hungarian-matched cluster maps.
 
         Args:
-            features: Normalised images ``(B, 3, H, W)`` -> frozen features ``(B, h, w, D)``.
-            train: Unused (part of the common evaluator signature; the protocol clusters ``val``).
-            val: Dataset whose patches are clustered and scored.
-            dataset_name: Recorded in the result.
-            device: Device of the feature calls (k-means runs on the CPU).
-            progress: Optional ``progress(stage, done, total)`` for stages ``features/val`` and ``kmeans``
-                (seeds).
+            inputs: What :meth:`evaluate` received. ``train`` is unused (the protocol clusters ``val``); k-means
+                runs on the CPU whatever the ``device``; progress stages ``features/val`` and ``kmeans`` (seeds).
 
         Returns:
             ``miou`` and ``pixel_accuracy`` in percent as mean ± std over seeds (``n`` = number of seeds).
         """
-        del train  # the protocol is transductive on the val split
-        start = time.perf_counter()
         opts = self.options
-        info = dataset_info(val, "val")
+        info = dataset_info(inputs.val, "val")  # transductive: the protocol clusters the val split only
         k = info.num_classes
-        dtype = torch.float16 if opts.feature_dtype == "float16" else torch.float32
-        cache = extract_dense(
-            features,
-            val,
-            info=info,
-            input_size=opts.input_size,
-            mask_size=opts.mask_size,
-            batch_size=opts.feature_batch_size,
-            num_workers=opts.num_workers,
-            device=device,
-            dtype=dtype,
-            progress=progress,
-            stage="features/val",
-        )
+        cache = self.extract(inputs, "val", info=info)
         points = self._preprocess(cache.features.reshape(-1, cache.dim))
         num_points = points.shape[0]
         if num_points < k:
@@ -127,8 +84,8 @@ class KMeansSegEvaluator:
             mapped = apply_mapping(conf, hungarian_match(conf, cost=opts.matching_cost, unmatched_to=0))
             mious.append(100.0 * miou(mapped, opts.absent_classes)[0])
             accs.append(100.0 * pixel_accuracy(mapped))
-            if progress is not None:
-                progress("kmeans", i + 1, len(opts.seeds))
+            if inputs.progress is not None:
+                inputs.progress("kmeans", i + 1, len(opts.seeds))
 
         settings = {
             "K": k,
@@ -146,11 +103,7 @@ class KMeansSegEvaluator:
             "fit_points": fit_points,
             "fit_split": "val",
             "total_points": num_points,
-            "input_size": list(cache.input_hw),
-            "requested_input_size": list(as_hw(opts.input_size)) if opts.input_size is not None else None,
-            "mask_size": list(cache.mask_hw),
-            "feature_grid": list(cache.grid_hw),
-            "feature_dim": cache.dim,
+            **self.feature_settings(cache),
             "feature_dtype": opts.feature_dtype,
             "matching": "hungarian",
             "matching_cost": opts.matching_cost,
@@ -162,15 +115,7 @@ class KMeansSegEvaluator:
             "std_ddof": 1,
             "val_images": len(cache.features),
         }
-        return EvaluationResult(
-            evaluator=self.name,
-            protocol=self.protocol,
-            protocol_version=self.protocol_version,
-            dataset=dataset_name,
-            metrics={"miou": _mean_std(mious), "pixel_accuracy": _mean_std(accs)},
-            settings=settings,
-            seconds=time.perf_counter() - start,
-        )
+        return {"miou": mean_std(mious), "pixel_accuracy": mean_std(accs)}, settings
 
     def _preprocess(self, x: Tensor) -> np.ndarray:
         """``(M, D)`` features -> ``(M, d)`` float32 points (standardised and/or PCA-projected)."""
@@ -238,10 +183,3 @@ class KMeansSegEvaluator:
         for idx in batches(n, self.options.feature_batch_size):
             cm.update(cache.masks[idx].to(torch.int64), resize_mask(clusters[idx], cache.mask_hw))
         return cm.matrix
-
-
-def _mean_std(values: list[float]) -> MetricValue:
-    """Mean and sample standard deviation (``None`` for a single run: no spread was measured)."""
-    arr = np.asarray(values, dtype=np.float64)
-    std = float(arr.std(ddof=1)) if len(arr) > 1 else None
-    return MetricValue(value=float(arr.mean()), std=std, n=len(arr))

@@ -11,18 +11,15 @@ Memory: the search runs in blocks of ``chunk_size`` val images, so peak extra me
 
 from __future__ import annotations
 
-import time
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import Dataset
 
-from dssl.evaluators.extraction import ProgressFn, as_hw
-from dssl.evaluators.image_extraction import ImageFeatureFn, extract_image_features, num_classes_of
+from dssl.evaluators.base import EvaluationInputs, ImageEvaluator, Measurement
 from dssl.evaluators.knn_config import KNNOptions
-from dssl.results import EvaluationResult, MetricValue
+from dssl.results import MetricValue
 
 
 def knn_predict(
@@ -62,7 +59,7 @@ def knn_predict(
     return {k: torch.cat(v) for k, v in preds.items()}
 
 
-class KNNEvaluator:
+class KNNEvaluator(ImageEvaluator[KNNOptions]):
     """Weighted k-NN top-1 accuracy of frozen image features.
 
     Example:
@@ -74,41 +71,17 @@ class KNNEvaluator:
     name: ClassVar[str] = "knn"
     protocol: ClassVar[str] = "knn"
     protocol_version: ClassVar[int] = 1
-    feature_kind: ClassVar[str] = "image"
     options_model: ClassVar[type[KNNOptions]] = KNNOptions
 
-    def __init__(self, options: KNNOptions | None = None) -> None:
-        self.options = options if options is not None else KNNOptions()
-
-    def evaluate(
-        self,
-        *,
-        features: ImageFeatureFn,
-        train: Dataset,
-        val: Dataset,
-        dataset_name: str,
-        device: torch.device | str = "cpu",
-        progress: ProgressFn | None = None,
-    ) -> EvaluationResult:
+    def measure(self, inputs: EvaluationInputs) -> Measurement:
         """Extract image features of both splits, classify ``val`` by its neighbours in ``train``.
 
         Returns:
             ``top1_k<k>`` accuracies in percent for every requested ``k``.
         """
-        start = time.perf_counter()
         opts = self.options
-        num_classes = num_classes_of(train, dataset_name)
-        common = {
-            "dataset_name": dataset_name,
-            "num_classes": num_classes,
-            "input_size": opts.input_size,
-            "batch_size": opts.feature_batch_size,
-            "num_workers": opts.num_workers,
-            "device": device,
-            "progress": progress,
-        }
-        train_x, train_y = extract_image_features(features, train, stage="features/train", **common)
-        val_x, val_y = extract_image_features(features, val, stage="features/val", **common)
+        device = inputs.device
+        num_classes, (train_x, train_y), (val_x, val_y) = self.extract_splits(inputs)
         train_x = F.normalize(train_x.to(device), dim=1)
         val_x = F.normalize(val_x.to(device), dim=1)
         effective = {k: min(k, train_x.shape[0]) for k in opts.ks}
@@ -132,18 +105,10 @@ class KNNEvaluator:
             "weighting": "exp(cos/T)",
             "normalize": "l2",
             "num_classes": num_classes,
-            "input_size": list(as_hw(opts.input_size)) if opts.input_size is not None else None,
+            "input_size": self.input_size_setting(),
             "feature_dim": int(train_x.shape[1]),
             "train_images": int(train_x.shape[0]),
             "val_images": int(val_x.shape[0]),
             "label": "dataset 'label' key",
         }
-        return EvaluationResult(
-            evaluator=self.name,
-            protocol=self.protocol,
-            protocol_version=self.protocol_version,
-            dataset=dataset_name,
-            metrics=metrics,
-            settings=settings,
-            seconds=time.perf_counter() - start,
-        )
+        return metrics, settings

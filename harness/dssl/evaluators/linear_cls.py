@@ -10,18 +10,16 @@ weight decay is linear in the learning rate, so this equals ``L`` separate optim
 from __future__ import annotations
 
 import math
-import time
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import Dataset
 
-from dssl.evaluators.extraction import ProgressFn, as_hw, batches
-from dssl.evaluators.image_extraction import ImageFeatureFn, extract_image_features, num_classes_of
+from dssl.evaluators.base import EvaluationInputs, ImageEvaluator, Measurement
+from dssl.evaluators.extraction import batches
 from dssl.evaluators.linear_cls_config import LinearClsOptions
-from dssl.results import EvaluationResult, MetricValue
+from dssl.results import MetricValue
 
 
 def train_linear_heads(
@@ -72,7 +70,7 @@ def train_linear_heads(
     return weight.detach(), bias.detach()
 
 
-class LinearClsEvaluator:
+class LinearClsEvaluator(ImageEvaluator[LinearClsOptions]):
     """Top-1 of linear classifiers on frozen image features, best over a learning-rate sweep.
 
     Example:
@@ -83,41 +81,17 @@ class LinearClsEvaluator:
     name: ClassVar[str] = "linear_cls"
     protocol: ClassVar[str] = "linear_cls"
     protocol_version: ClassVar[int] = 1
-    feature_kind: ClassVar[str] = "image"
     options_model: ClassVar[type[LinearClsOptions]] = LinearClsOptions
 
-    def __init__(self, options: LinearClsOptions | None = None) -> None:
-        self.options = options if options is not None else LinearClsOptions()
-
-    def evaluate(
-        self,
-        *,
-        features: ImageFeatureFn,
-        train: Dataset,
-        val: Dataset,
-        dataset_name: str,
-        device: torch.device | str = "cpu",
-        progress: ProgressFn | None = None,
-    ) -> EvaluationResult:
+    def measure(self, inputs: EvaluationInputs) -> Measurement:
         """Extract image features once, train all heads on ``train``, score them on ``val``.
 
         Returns:
             ``top1`` (best learning rate) and ``top1_lr<lr>`` for every learning rate, in percent.
         """
-        start = time.perf_counter()
         opts = self.options
-        num_classes = num_classes_of(train, dataset_name)
-        common = {
-            "dataset_name": dataset_name,
-            "num_classes": num_classes,
-            "input_size": opts.input_size,
-            "batch_size": opts.feature_batch_size,
-            "num_workers": opts.num_workers,
-            "device": device,
-            "progress": progress,
-        }
-        train_x, train_y = extract_image_features(features, train, stage="features/train", **common)
-        val_x, val_y = extract_image_features(features, val, stage="features/val", **common)
+        device = inputs.device
+        num_classes, (train_x, train_y), (val_x, val_y) = self.extract_splits(inputs)
         with torch.inference_mode(False), torch.enable_grad():
             weight, bias = train_linear_heads(
                 train_x.to(device),
@@ -150,17 +124,9 @@ class LinearClsEvaluator:
             "seed": opts.seed,
             "augmentation": "none",
             "num_classes": num_classes,
-            "input_size": list(as_hw(opts.input_size)) if opts.input_size is not None else None,
+            "input_size": self.input_size_setting(),
             "feature_dim": int(train_x.shape[1]),
             "train_images": int(train_x.shape[0]),
             "val_images": int(val_x.shape[0]),
         }
-        return EvaluationResult(
-            evaluator=self.name,
-            protocol=self.protocol,
-            protocol_version=self.protocol_version,
-            dataset=dataset_name,
-            metrics=metrics,
-            settings=settings,
-            seconds=time.perf_counter() - start,
-        )
+        return metrics, settings

@@ -30,31 +30,21 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from collections.abc import Callable
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import Dataset
 
-from dssl.errors import ConfigError
+from dssl.evaluators.base import DenseEvaluator, EvaluationInputs, Measurement, paired_info
 from dssl.evaluators.confusion import ConfusionMatrix, miou, pixel_accuracy
-from dssl.evaluators.extraction import (
-    DenseCache,
-    FeatureFn,
-    ProgressFn,
-    as_hw,
-    batches,
-    dataset_info,
-    extract_dense,
-)
+from dssl.evaluators.extraction import DenseCache, ProgressFn, batches
 from dssl.evaluators.linear_seg_config import LinearSegOptions
-from dssl.results import EvaluationResult, MetricValue
+from dssl.results import MetricValue
 
 
-class LinearSegEvaluator:
+class LinearSegEvaluator(DenseEvaluator[LinearSegOptions]):
     """Linear probe mIoU of frozen dense features.
 
     Example:
@@ -68,64 +58,31 @@ class LinearSegEvaluator:
     protocol_version: ClassVar[int] = 1
     options_model: ClassVar[type[LinearSegOptions]] = LinearSegOptions
 
-    def __init__(self, options: LinearSegOptions | None = None) -> None:
-        self.options = options if options is not None else LinearSegOptions()
-
-    def evaluate(
-        self,
-        *,
-        features: FeatureFn,
-        train: Dataset,
-        val: Dataset,
-        dataset_name: str,
-        device: torch.device | str = "cpu",
-        progress: ProgressFn | None = None,
-    ) -> EvaluationResult:
+    def measure(self, inputs: EvaluationInputs) -> Measurement:
         """Extract features, train the probe on ``train`` and score it on ``val``.
 
         Args:
-            features: Normalised images ``(B, 3, H, W)`` -> frozen features ``(B, h, w, D)``.
-            train: Dataset the probe is trained on.
-            val: Dataset the probe is scored on (same classes as ``train``).
-            dataset_name: Recorded in the result.
-            device: Device of the feature calls and of the probe.
-            progress: Optional ``progress(stage, done, total)`` for stages, in order,
-                ``features/train`` (images), ``train`` (epochs), ``features/val`` (images) and ``eval``
-                (batches).
+            inputs: What :meth:`evaluate` received: the probe is trained on ``train`` and scored on ``val`` (same
+                classes), on ``device``; progress stages, in order, ``features/train`` (images), ``train``
+                (epochs), ``features/val`` (images) and ``eval`` (batches).
 
         Returns:
             ``miou`` and ``pixel_accuracy`` in percent, with every setting that moves them.
         """
-        start = time.perf_counter()
         opts = self.options
-        info = dataset_info(train, "train")
-        val_info = dataset_info(val, "val")
-        if (val_info.num_classes, val_info.ignore_index) != (info.num_classes, info.ignore_index):
-            raise ConfigError(
-                f"train and val datasets disagree: num_classes {info.num_classes} vs {val_info.num_classes}, "
-                f"ignore_index {info.ignore_index} vs {val_info.ignore_index}"
-            )
-        dtype = torch.float16 if opts.feature_dtype == "float16" else torch.float32
-        common = {
-            "input_size": opts.input_size,
-            "mask_size": opts.mask_size,
-            "batch_size": opts.feature_batch_size,
-            "num_workers": opts.num_workers,
-            "device": device,
-            "dtype": dtype,
-            "progress": progress,
-        }
-        train_cache = extract_dense(features, train, info=info, stage="features/train", **common)
+        device, progress = inputs.device, inputs.progress
+        info = paired_info(inputs)
+        train_cache = self.extract(inputs, "train", info=info)
         selection: DenseCache | None = None
         if opts.select_best_epoch:
             # Scored after every epoch: both splits are in memory at once in this mode.
-            selection = extract_dense(features, val, info=info, stage="features/val", **common)
+            selection = self.extract(inputs, "val", info=info)
         head, epoch_mious = self._train(train_cache, info.num_classes, info.ignore_index, device, progress, selection)
         train_facts = {"train_mask_size": list(train_cache.mask_hw), "train_images": len(train_cache.features)}
         train_dim = train_cache.dim
         # Only one split's cache is alive at a time: peak memory is max(train, val), not their sum.
         del train_cache
-        val_cache = selection or extract_dense(features, val, info=info, stage="features/val", **common)
+        val_cache = selection or self.extract(inputs, "val", info=info)
         if train_dim != val_cache.dim:
             raise ValueError(f"feature dims differ between train ({train_dim}) and val ({val_cache.dim})")
         conf = self._confusion(head, val_cache, info.num_classes, info.ignore_index, device, progress)
@@ -133,12 +90,8 @@ class LinearSegEvaluator:
             raise ValueError("the val set has no pixel outside ignore_index; nothing to score")
         miou_value, _ = miou(conf, opts.absent_classes)
         settings = {
-            "input_size": list(val_cache.input_hw),
-            "mask_size": list(val_cache.mask_hw),
+            **self.feature_settings(val_cache),
             "train_mask_size": train_facts["train_mask_size"],
-            "requested_input_size": list(as_hw(opts.input_size)) if opts.input_size is not None else None,
-            "feature_grid": list(val_cache.grid_hw),
-            "feature_dim": val_cache.dim,
             "feature_dtype": opts.feature_dtype,
             "num_classes": info.num_classes,
             "ignore_index": info.ignore_index,
@@ -166,18 +119,11 @@ class LinearSegEvaluator:
             "train_images": train_facts["train_images"],
             "val_images": len(val_cache.features),
         }
-        return EvaluationResult(
-            evaluator=self.name,
-            protocol=self.protocol,
-            protocol_version=self.protocol_version,
-            dataset=dataset_name,
-            metrics={
-                "miou": MetricValue(value=100.0 * miou_value),
-                "pixel_accuracy": MetricValue(value=100.0 * pixel_accuracy(conf)),
-            },
-            settings=settings,
-            seconds=time.perf_counter() - start,
-        )
+        metrics = {
+            "miou": MetricValue(value=100.0 * miou_value),
+            "pixel_accuracy": MetricValue(value=100.0 * pixel_accuracy(conf)),
+        }
+        return metrics, settings
 
     def _make_head(self, dim: int, num_classes: int) -> nn.Module:
         # Seeded without touching the caller's global RNG state.

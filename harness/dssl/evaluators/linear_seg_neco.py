@@ -28,6 +28,3 @@ class LinearSegNecoEvaluator(LinearSegEvaluator):
     protocol: ClassVar[str] = "linear_seg_neco"
     protocol_version: ClassVar[int] = 1
     options_model: ClassVar[type[LinearSegNecoOptions]] = LinearSegNecoOptions  # type: ignore[assignment]
-
-    def __init__(self, options: LinearSegNecoOptions | None = None) -> None:
-        super().__init__(options if options is not None else LinearSegNecoOptions())

@@ -18,14 +18,13 @@ recorded (``effective_ks``; the metric keeps the requested K in its name so runs
 
 from __future__ import annotations
 
-import time
 from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
 
+from dssl.evaluators.base import EvaluationInputs, Measurement, dataset_info, mean_std
 from dssl.evaluators.confusion import (
     ConfusionMatrix,
     apply_mapping,
@@ -34,20 +33,10 @@ from dssl.evaluators.confusion import (
     miou,
     pixel_accuracy,
 )
-from dssl.evaluators.extraction import (
-    DenseCache,
-    FeatureFn,
-    ProgressFn,
-    as_hw,
-    batches,
-    dataset_info,
-    extract_dense,
-    resize_mask,
-)
-from dssl.evaluators.kmeans_seg import FAISS_MAX_POINTS_PER_CENTROID, KMeansSegEvaluator, _mean_std
+from dssl.evaluators.extraction import DenseCache, batches, resize_mask
+from dssl.evaluators.kmeans_seg import FAISS_MAX_POINTS_PER_CENTROID, KMeansSegEvaluator
 from dssl.evaluators.kmeans_seg_config import KMeansSegOptions
 from dssl.evaluators.overcluster_config import OverclusterOptions
-from dssl.results import EvaluationResult
 
 
 class OverclusterEvaluator(KMeansSegEvaluator):
@@ -64,44 +53,18 @@ class OverclusterEvaluator(KMeansSegEvaluator):
     options_model: ClassVar[type[OverclusterOptions]] = OverclusterOptions  # type: ignore[assignment]
     #: Clustering implementation recorded in the settings.
     kmeans_impl: ClassVar[str] = "sklearn-lloyd"
+    options: OverclusterOptions
 
-    def __init__(self, options: OverclusterOptions | None = None) -> None:
-        self.options: OverclusterOptions = options if options is not None else OverclusterOptions()
-
-    def evaluate(
-        self,
-        *,
-        features: FeatureFn,
-        train: Dataset,
-        val: Dataset,
-        dataset_name: str,
-        device: torch.device | str = "cpu",
-        progress: ProgressFn | None = None,
-    ) -> EvaluationResult:
+    def measure(self, inputs: EvaluationInputs) -> Measurement:
         """Cluster the val patch features for every K and score the matched maps (many-to-one for K > C).
 
         Returns:
             ``miou_k<K>`` and ``pixel_accuracy_k<K>`` (percent, mean ± std over seeds) for each K.
         """
-        del train  # transductive on the val split, as kmeans_seg
-        start = time.perf_counter()
         opts = self.options
-        info = dataset_info(val, "val")
+        info = dataset_info(inputs.val, "val")  # transductive on the val split, as kmeans_seg
         c = info.num_classes
-        dtype = torch.float16 if opts.feature_dtype == "float16" else torch.float32
-        cache = extract_dense(
-            features,
-            val,
-            info=info,
-            input_size=opts.input_size,
-            mask_size=opts.mask_size,
-            batch_size=opts.feature_batch_size,
-            num_workers=opts.num_workers,
-            device=device,
-            dtype=dtype,
-            progress=progress,
-            stage="features/val",
-        )
+        cache = self.extract(inputs, "val", info=info)
         # A PCA wider than the features is clamped (tiny test features); the used width is recorded.
         pca_dim = None if opts.pca_dim is None else min(opts.pca_dim, cache.dim)
         points = self._points(cache.features.reshape(-1, cache.dim), pca_dim)
@@ -133,10 +96,10 @@ class OverclusterEvaluator(KMeansSegEvaluator):
                 mious.append(100.0 * miou(mapped, opts.absent_classes)[0])
                 accs.append(100.0 * pixel_accuracy(mapped))
                 done += 1
-                if progress is not None:
-                    progress("kmeans", done, total)
-            metrics[f"miou_k{k_requested}"] = _mean_std(mious)
-            metrics[f"pixel_accuracy_k{k_requested}"] = _mean_std(accs)
+                if inputs.progress is not None:
+                    inputs.progress("kmeans", done, total)
+            metrics[f"miou_k{k_requested}"] = mean_std(mious)
+            metrics[f"pixel_accuracy_k{k_requested}"] = mean_std(accs)
 
         settings = {
             "ks": list(ks),
@@ -162,11 +125,7 @@ class OverclusterEvaluator(KMeansSegEvaluator):
             "matching_cost": opts.matching_cost,
             "unmatched_to": 0,
             "absent_classes": opts.absent_classes,
-            "input_size": list(cache.input_hw),
-            "requested_input_size": list(as_hw(opts.input_size)) if opts.input_size is not None else None,
-            "mask_size": list(cache.mask_hw),
-            "feature_grid": list(cache.grid_hw),
-            "feature_dim": cache.dim,
+            **self.feature_settings(cache),
             "feature_dtype": opts.feature_dtype,
             "cluster_upsample": "nearest",
             "image_resize": "bilinear-antialias",
@@ -174,15 +133,7 @@ class OverclusterEvaluator(KMeansSegEvaluator):
             "std_ddof": 1,
             "val_images": len(cache.features),
         }
-        return EvaluationResult(
-            evaluator=self.name,
-            protocol=self.protocol,
-            protocol_version=self.protocol_version,
-            dataset=dataset_name,
-            metrics=metrics,
-            settings=settings,
-            seconds=time.perf_counter() - start,
-        )
+        return metrics, settings
 
     def _resolve_ks(self, num_classes: int) -> list[int]:
         """The cluster counts to evaluate."""

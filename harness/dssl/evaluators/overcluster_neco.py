@@ -62,8 +62,10 @@ class OverclusterNecoEvaluator(OverclusterEvaluator):
     options_model: ClassVar[type[OverclusterNecoOptions]] = OverclusterNecoOptions  # type: ignore[assignment]
     kmeans_impl: ClassVar[str] = "faiss"
 
+    options: OverclusterNecoOptions
+
     def __init__(self, options: OverclusterNecoOptions | None = None) -> None:
-        self.options: OverclusterNecoOptions = options if options is not None else OverclusterNecoOptions()
+        super().__init__(options)
         self._faiss = import_faiss()
 
     def _resolve_ks(self, num_classes: int) -> list[int]:

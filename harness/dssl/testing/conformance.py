@@ -8,11 +8,12 @@ model to build when the entry is generic, like ``timm``).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel
 
+from dssl.host import DISABLE_ENV
 from dssl.registry import COMPONENT_KINDS, ComponentEntry
 
 #: The reference backbone objectives are checked on: small, and not ViT-S wide (a width other than 384).
@@ -27,6 +28,63 @@ class ConformanceError(AssertionError):
 def _require(condition: bool, entry: ComponentEntry, clause: str) -> None:
     if not condition:
         raise ConformanceError(f"{entry.kind} '{entry.name}' ({entry.distribution}): {clause}")
+
+
+def check_plugin(
+    distribution: str, components: Mapping[str, Iterable[str]], *, hooks: Iterable[str] = ()
+) -> dict[tuple[str, str], ComponentEntry]:
+    """Check that a plugin distribution is installed, loads, and registers exactly what it says, without collision.
+
+    This is what a plugin's own conformance test calls first (``dssl new-plugin`` writes that test): a plugin that
+    fails to import, whose hooks do not match the specifications, whose API range excludes this dssl, which
+    registers nothing or other names than ``components``, or whose names collide with another distribution's,
+    fails it with the reason.
+
+    Args:
+        distribution: The plugin's distribution name (``dssl-my-method``; case-insensitive).
+        components: What it registers: kind -> names, e.g. ``{"objective": ["my_method"]}``.
+        hooks: The lifecycle hooks it implements, e.g. ``["dssl_run_finished"]``.
+
+    Returns:
+        ``(kind, name)`` -> registry entry, for :func:`check_component`.
+
+    Raises:
+        ConformanceError: Naming the distribution and what is wrong.
+    """
+    __tracebackhide__ = True  # pytest shows the plugin's test and the reason, not this function's source
+    from dssl.host import get_host
+
+    host = get_host()
+    records = [r for r in host.records if r.distribution.lower() == distribution.lower()]
+    if not records:
+        raise ConformanceError(
+            f"plugin {distribution} is not installed: no entry point of the group 'dssl' belongs to a distribution "
+            "of that name (install it, e.g. pip install -e .)"
+        )
+    for record in records:
+        if record.status != "loaded":
+            why = record.error or f"disabled (--disable-plugin / ${DISABLE_ENV})"
+            raise ConformanceError(f"plugin {distribution} (entry point '{record.entry_point}') did not load: {why}")
+    for record in host.records:
+        if record.collides_with is not None and record.collides_with.lower() == distribution.lower():
+            raise ConformanceError(
+                f"plugin {distribution} registers a name that {record.distribution} registers too: {record.error}"
+            )
+    registered = {(e.kind, e.name): e for r in records for e in r.components}
+    implemented = {hook for r in records for hook in r.hooks}
+    expected = {(kind, name) for kind, names in components.items() for name in names}
+    if not registered and not implemented:
+        raise ConformanceError(f"plugin {distribution} registers no component and implements no lifecycle hook")
+    missing = sorted(expected - registered.keys())
+    unlisted = sorted(registered.keys() - expected)
+    absent_hooks = sorted(set(hooks) - implemented)
+    problems = [f"does not register {kind} '{name}'" for kind, name in missing]
+    problems += [f"registers {kind} '{name}', which the test does not list" for kind, name in unlisted]
+    problems += [f"does not implement the hook {hook}" for hook in absent_hooks]
+    if problems:
+        found = ", ".join(f"{kind} '{name}'" for kind, name in sorted(registered)) or "nothing"
+        raise ConformanceError(f"plugin {distribution} {'; '.join(problems)} (it registers: {found})")
+    return registered
 
 
 def component_cases(distribution: str | None = None, kind: str | None = None) -> list[ComponentEntry]:
@@ -105,6 +163,13 @@ def check_backbone(entry: ComponentEntry) -> None:
     with torch.no_grad():
         extra_out = with_extra(images)
     _require(extra_out.prefix.shape[1] == out.prefix.shape[1] + 2, entry, "extra tokens add prefix tokens")
+    for built, extra in ((backbone, 0), (with_extra, 2)):
+        config = built.config()
+        _require(
+            isinstance(config, Mapping) and config.get("extra_tokens") == extra,
+            entry,
+            "config() returns the constructor arguments (for checkpoints), extra_tokens included",
+        )
 
 
 # --- augmentations ------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from dssl.objectives.dino_config import DINOOptions
+from dssl.plugin import DINOOptions
 from pydantic import Field, model_validator
 
 __all__ = ["CoTAPOptions"]

@@ -16,7 +16,7 @@ DINO (:class:`~dssl.objectives.dino.DINOObjective`: DINOLoss, DINOHead, EMATeach
 CoTAP post-trains a pretrained checkpoint (``--init``, a DINO checkpoint in the paper's main results).
 
 Example:
-    >>> from dssl.backbones.vit import ViTBackbone                       # doctest: +SKIP
+    >>> from dssl.plugin import ViTBackbone                           # doctest: +SKIP
     >>> backbone = ViTBackbone("vit_t16", img_size=32)                   # doctest: +SKIP
     >>> objective = CoTAPObjective(backbone, {"out_dim": 64}, total_steps=10)  # doctest: +SKIP
     >>> out = objective(view_batch, step=0); out["loss"].backward()     # doctest: +SKIP
@@ -28,13 +28,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from dssl.augment.geometry import patch_correspondence
-from dssl.layers.drop_path import set_drop_path_rate
-from dssl.layers.ema import EMATeacher
-from dssl.layers.heads import MLP
-from dssl.layers.multicrop_forward import forward_views
-from dssl.layers.schedules import schedule_value
-from dssl.objectives.dino import DINOObjective
+from dssl.plugin import (
+    MLP,
+    DINOObjective,
+    EMATeacher,
+    forward_views,
+    patch_correspondence,
+    schedule_value,
+    set_drop_path_rate,
+)
 from torch import nn
 
 from dssl_cotap.config import CoTAPOptions
@@ -42,7 +44,7 @@ from dssl_cotap.cotap_loss import CoTAPLoss
 from dssl_cotap.filters import build_filter
 
 if TYPE_CHECKING:
-    from dssl.augment.multicrop import ViewBatch
+    from dssl.plugin import ViewBatch
 
 __all__ = ["CoTAPObjective"]
 

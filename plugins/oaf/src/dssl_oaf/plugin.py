@@ -7,4 +7,4 @@ Use it with ``dssl bench --objective cotap --set objective.options.filter=oaf``.
 
 from __future__ import annotations
 
-dssl_plugin_api = ">=1.0,<2"
+dssl_plugin_api = ">=1.1,<2"

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 
 import torch
-from dssl.augment.multicrop import _ATTEMPTS, _C_LOGR, _C_SCALE, _C_X, _C_Y, MultiCrop, Views
+from dssl.plugin import DRAWS, MultiCrop, Views
 from torch import Tensor
 
 from dssl_paka.augmentation_config import PaKACropOptions
@@ -79,8 +79,8 @@ class PaKACrop(MultiCrop):
         views.stats["local_fallbacks"] = torch.tensor(float(self.fallbacks - before))
         return views
 
-    def _sample_boxes(self, u: Tensor, height: int, width: int) -> list[Box]:
-        boxes = super()._sample_boxes(u, height, width)
+    def sample_boxes(self, u: Tensor, height: int, width: int) -> list[Box]:
+        boxes = super().sample_boxes(u, height, width)
         o = self.options
         for k in range(o.n_local):
             view = o.n_global + k
@@ -95,14 +95,15 @@ class PaKACrop(MultiCrop):
         lr0, lr1 = math.log(o.ratio[0]), math.log(o.ratio[1])
         parent_t = torch.tensor(parent, dtype=torch.float64)
         best: tuple[float, Box] | None = None
-        for a in range(min(o.max_attempts, _ATTEMPTS)):
-            area = base_area * (lo_s + (hi_s - lo_s) * float(u[_C_SCALE + a]))
-            aspect = math.exp(lr0 + (lr1 - lr0) * float(u[_C_LOGR + a]))
+        scales, log_ratios, xs, ys = u[DRAWS.scale], u[DRAWS.log_ratio], u[DRAWS.x], u[DRAWS.y]
+        for a in range(min(o.max_attempts, DRAWS.attempts)):
+            area = base_area * (lo_s + (hi_s - lo_s) * float(scales[a]))
+            aspect = math.exp(lr0 + (lr1 - lr0) * float(log_ratios[a]))
             # Never larger than the parent along either side: the fallback then fits inside it.
             w = min(max(1, round(math.sqrt(area * aspect))), px1 - px0)
             h = min(max(1, round(math.sqrt(area / aspect))), py1 - py0)
-            cx = px0 + float(u[_C_X + a]) * (px1 - px0)
-            cy = py0 + float(u[_C_Y + a]) * (py1 - py0)
+            cx = px0 + float(xs[a]) * (px1 - px0)
+            cy = py0 + float(ys[a]) * (py1 - py0)
             x0 = _shift_inside(round(cx - w / 2), w, 0, width)
             y0 = _shift_inside(round(cy - h / 2), h, 0, height)
             box = (x0, y0, x0 + w, y0 + h)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from dssl.augment.multicrop_config import MultiCropOptions
+from dssl.plugin import MultiCropOptions
 from pydantic import Field
 
 __all__ = ["PaKACropOptions"]

@@ -17,7 +17,7 @@ Pipeline per batch (methods.md §2.3; official code not public, see README for w
 6. :class:`~dssl_paka.loss.PatchKernelAlignmentLoss` (``1 - CKA`` by default), kernels in float32.
 
 Example:
-    >>> from dssl.backbones.vit import ViTBackbone                              # doctest: +SKIP
+    >>> from dssl.plugin import ViTBackbone                                  # doctest: +SKIP
     >>> backbone = ViTBackbone("vit_t16", img_size=32)                          # doctest: +SKIP
     >>> objective = PaKAObjective(backbone, {"out_dim": 64}, total_steps=10)    # doctest: +SKIP
     >>> objective(view_batch, step=0)["loss"].backward()                        # doctest: +SKIP
@@ -29,13 +29,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
-from dssl.augment.geometry import overlap_box, roi_align
-from dssl.layers.drop_path import set_drop_path_rate
-from dssl.layers.ema import EMATeacher, momentum_schedule
-from dssl.layers.heads import MLP
-from dssl.layers.multicrop_forward import forward_views
-from dssl.layers.schedules import schedule_value
-from dssl.objectives.base import Objective, decay_param_groups
+from dssl.plugin import (
+    MLP,
+    EMATeacher,
+    Objective,
+    decay_param_groups,
+    forward_views,
+    momentum_schedule,
+    overlap_box,
+    roi_align,
+    schedule_value,
+    set_drop_path_rate,
+)
 from torch import Tensor, nn
 
 from dssl_paka.augmentation import box_overlap
@@ -43,7 +48,7 @@ from dssl_paka.config import PaKAOptions
 from dssl_paka.loss import PatchKernelAlignmentLoss
 
 if TYPE_CHECKING:
-    from dssl.augment.multicrop import ViewBatch
+    from dssl.plugin import ViewBatch
 
 __all__ = ["PaKAObjective", "align_pair"]
 

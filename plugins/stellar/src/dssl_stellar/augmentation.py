@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 import torch  # noqa: F401  (used by the doctest)
-from dssl.augment.multicrop import MultiCrop
+from dssl.plugin import MultiCrop
 
 from dssl_stellar.config import StellarViewsOptions
 

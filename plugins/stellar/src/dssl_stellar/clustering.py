@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from dssl.layers.heads import MLP
-from dssl.layers.sinkhorn import sinkhorn_knopp
+from dssl.plugin import MLP, sinkhorn_knopp
 from torch import Tensor, nn
 
 __all__ = ["OnlineClustering"]

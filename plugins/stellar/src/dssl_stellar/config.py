@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from dssl.augment.multicrop_config import FloatPair, MultiCropOptions
+from dssl.plugin import FloatPair, MultiCropOptions
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 

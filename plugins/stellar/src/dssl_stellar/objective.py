@@ -23,7 +23,7 @@ Views are laid out image-major (row ``b·n + v``) as in the official code. The e
 ``features`` the dense or low-rank map (``eval_features``).
 
 Example:
-    >>> from dssl.backbones.vit import ViTBackbone                                   # doctest: +SKIP
+    >>> from dssl.plugin import ViTBackbone                                       # doctest: +SKIP
     >>> backbone = ViTBackbone("vit_t16", img_size=32, extra_tokens=16)             # doctest: +SKIP
     >>> objective = StellarObjective(backbone, {"num_clusters": 256}, total_steps=10)  # doctest: +SKIP
     >>> objective(view_batch, step=0)["loss"].backward()                            # doctest: +SKIP
@@ -36,12 +36,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from dssl.data.normalize import IMAGENET_MEAN, IMAGENET_STD
-from dssl.errors import ConfigError
-from dssl.layers.ema import EMATeacher
-from dssl.layers.koleo import koleo_loss
-from dssl.layers.sinkhorn import sinkhorn_match
-from dssl.objectives.base import Objective
+from dssl.plugin import IMAGENET_MEAN, IMAGENET_STD, ConfigError, EMATeacher, Objective, koleo_loss, sinkhorn_match
 from torch import Tensor, nn
 
 from dssl_stellar.clustering import OnlineClustering
@@ -52,7 +47,7 @@ from dssl_stellar.masking import focal_mask
 from dssl_stellar.stellar_loss import cluster_prediction_loss, total_loss
 
 if TYPE_CHECKING:
-    from dssl.augment.multicrop import ViewBatch
+    from dssl.plugin import ViewBatch
 
 __all__ = ["StellarEvalBackbone", "StellarObjective"]
 

@@ -25,10 +25,7 @@ Example:
 from __future__ import annotations
 
 import torch
-from dssl.augment import multicrop as _mc
-from dssl.augment.multicrop import MultiCrop, Views
-from dssl.augment.multicrop_config import MultiCropOptions
-from dssl.data.normalize import normalize
+from dssl.plugin import DRAWS, MultiCrop, MultiCropOptions, Views, normalize
 from torch import Tensor
 
 from dssl_udi.augmentation_config import UDIAugmentationOptions
@@ -134,10 +131,10 @@ class UDIAugmentation:
         o, mc = self.options, self._multicrop
         n_views = o.n_views
         height, width = image.shape[-2:]
-        u = torch.rand(n_views, _mc._N_DRAWS, generator=generator, dtype=torch.float64)
+        u = torch.rand(n_views, DRAWS.count, generator=generator, dtype=torch.float64)
         branch = torch.rand(n_views, 4, generator=generator, dtype=torch.float64)
-        raw = mc._sample_boxes(u, height, width)  # (x0, y0, x1, y1) pixel edges, RandomResizedCrop's law
-        flips = u[:, _mc._C_FLIP] < o.hflip_p
+        raw = mc.sample_boxes(u, height, width)  # (x0, y0, x1, y1) pixel edges, RandomResizedCrop's law
+        flips = u[:, DRAWS.flip] < o.hflip_p
         boxes: list[Box] = [(y0, x0, y1 - 1, x1 - 1) for x0, y0, x1, y1 in raw]
         boxes[1] = shift_to_reference(boxes[1], boxes[0], height, width, width_quirk=o.width_quirk)
         ref = reference_box(boxes[0], bool(flips[0]), boxes[1], bool(flips[1]), o.local_reference)
@@ -150,16 +147,16 @@ class UDIAugmentation:
         blur_p = torch.where(first, torch.where(branch[:, 1] < 0.5, 0.5, 1.0), 0.1)
         blur = branch[:, 2] < blur_p
         solar = ~first & (branch[:, 3] < 0.2)
-        u[:, _mc._C_BLUR] = torch.where(blur, 0.0, 1.0)
-        u[:, _mc._C_SOLAR] = torch.where(solar, 0.0, 1.0)
+        u[:, DRAWS.blur] = torch.where(blur, 0.0, 1.0)
+        u[:, DRAWS.solarize] = torch.where(solar, 0.0, 1.0)
 
         crops: list[Tensor] = []
         for start, stop, size in ((0, 2, o.global_size), (2, n_views, o.local_size)):
             if stop <= start:
                 continue
-            group = mc._render_geometry(image, boxes_px[start:stop], flips[start:stop], size)
+            group = mc.render_geometry(image, boxes_px[start:stop], flips[start:stop], size)
             if o.photometric:
-                group = mc._photometric(group, u[start:stop].float(), start)
+                group = mc.photometric(group, u[start:stop].float(), start)
             crops.extend(normalize(group).unbind(0))
         scale = torch.tensor([width, height, width, height], dtype=torch.float64)
         boxes_norm = (torch.tensor(boxes_px, dtype=torch.float64) / scale).float()

@@ -15,7 +15,7 @@ Example:
 
 from __future__ import annotations
 
-from dssl.objectives.dino_config import DINOOptions
+from dssl.plugin import DINOOptions
 from pydantic import ConfigDict, Field
 
 __all__ = ["UDIOptions"]

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from dssl.layers.centering import Center, distributed_mean
+from dssl.plugin import Center, distributed_mean
 from torch import Tensor, nn
 
 __all__ = ["UDILoss", "masked_mean"]

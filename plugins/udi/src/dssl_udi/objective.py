@@ -15,7 +15,7 @@ engine collates views with ``dssl.augment.multicrop.collate_views``, which carri
 the maps are then built from ``batch.boxes``/``batch.flips`` — the same distribution as the official loader.
 
 Example:
-    >>> from dssl.backbones.vit import ViTBackbone                                   # doctest: +SKIP
+    >>> from dssl.plugin import ViTBackbone                                       # doctest: +SKIP
     >>> backbone = ViTBackbone("vit_t16", img_size=32, extra_tokens=1)               # doctest: +SKIP
     >>> objective = UDIObjective(backbone, {"out_dim": 256}, total_steps=100)        # doctest: +SKIP
     >>> out = objective(view_batch, step=0); out["loss"].backward()                 # doctest: +SKIP
@@ -28,12 +28,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.distributed as dist
-from dssl.layers.drop_path import set_drop_path_rate
-from dssl.layers.ema import EMATeacher, momentum_schedule
-from dssl.layers.heads import DINOHead
-from dssl.layers.multicrop_forward import forward_views
-from dssl.layers.schedules import linear_warmup_then_constant, schedule_value
-from dssl.objectives.base import Objective
+from dssl.plugin import (
+    DINOHead,
+    EMATeacher,
+    Objective,
+    forward_views,
+    linear_warmup_then_constant,
+    momentum_schedule,
+    schedule_value,
+    set_drop_path_rate,
+)
 from torch import Tensor, nn
 
 from dssl_udi.config import UDIOptions
@@ -42,7 +46,7 @@ from dssl_udi.srs import SamplingMaps, sampling_maps, srs_positions
 from dssl_udi.srs_attention import SRSAttention
 
 if TYPE_CHECKING:
-    from dssl.augment.multicrop import ViewBatch
+    from dssl.plugin import ViewBatch
 
 __all__ = ["UDIObjective"]
 

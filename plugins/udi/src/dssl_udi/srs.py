@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from dssl.augment.geometry import image_to_view, patch_centers, view_to_image
+from dssl.plugin import image_to_view, patch_centers, view_to_image
 from torch import Tensor
 
 __all__ = ["SamplingMaps", "bilinear_weights", "sampling_maps", "srs_positions", "srs_window_count"]

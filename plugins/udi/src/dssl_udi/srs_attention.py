@@ -23,7 +23,7 @@ Example:
 from __future__ import annotations
 
 import torch.nn.functional as F
-from dssl.layers.heads import trunc_normal_init
+from dssl.plugin import trunc_normal_init
 from torch import Tensor, nn
 
 __all__ = ["SRSAttention"]

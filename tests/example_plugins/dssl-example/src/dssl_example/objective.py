@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from dssl.objectives.base import Objective
+from dssl.plugin import Objective
 from torch import nn
 
 from dssl_example.config import ClsMSEOptions

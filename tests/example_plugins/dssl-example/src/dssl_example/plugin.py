@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dssl import hookimpl
-from dssl.registry import KindRegistry
+from dssl.plugin import KindRegistry
 
-dssl_plugin_api = ">=1.0,<2"
+dssl_plugin_api = ">=1.1,<2"
 
 
 @hookimpl

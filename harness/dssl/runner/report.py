@@ -1,0 +1,73 @@
+"""The results table a run prints: every metric with its protocol, beside the baselines' numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dssl.results import RunResults
+
+
+def _signed_gain(delta: float, direction: str) -> str:
+    """``+1.23`` in green when the change is an improvement in the metric's direction, red otherwise."""
+    better = delta > 0 if direction == "higher" else delta < 0
+    colour = "green" if better else ("red" if delta != 0 else "default")
+    return f"[{colour}]{delta:+.2f}[/{colour}]"
+
+
+def print_results(results: RunResults, console: Any) -> None:
+    """The results table; with baselines, the trained numbers beside the start's and random init's, and the
+    supervised ceiling when ``registry.yaml`` holds one measured for this backbone, data and budget."""
+    from rich.table import Table
+
+    from dssl.catalogue import load_catalogue
+
+    baseline_names = [n for n in ("start", "random") if n in results.baselines]
+    # A run that started from random init has one baseline for both: its start.
+    from_random = (results.init or "").startswith("init: random")
+    headers = {"start": "start (random init)" if from_random else "start", "random": "random init"}
+    baseline_values = {
+        name: {f"{e.evaluator}/{m}": v.value for e in results.baselines[name] for m, v in e.metrics.items()}
+        for name in baseline_names
+    }
+    ceilings: dict[tuple[str, str], float] = {}
+    if baseline_names:
+        config = results.config
+        ceilings = load_catalogue().supervised_ceiling(
+            backbone=str(config.get("backbone", {}).get("name")),
+            dataset=str((config.get("eval_dataset") or config.get("dataset") or {}).get("name")),
+            steps=int(config.get("optim", {}).get("steps", 0)),
+        )
+    table = Table(title="results", title_justify="left")
+    for column in ("evaluator", "protocol", "dataset", "metric", "trained" if baseline_names else "value"):
+        table.add_column(column)
+    for name in baseline_names:
+        table.add_column(headers[name], justify="right")
+        if name == "start":
+            table.add_column("Δ vs start", justify="right")
+    if ceilings:
+        table.add_column("supervised", justify="right")
+    table.add_column("better")
+    for evaluation in results.evaluations:
+        for metric, value in evaluation.metrics.items():
+            shown = f"{value.value:.2f}" + (f" ± {value.std:.2f} (n={value.n})" if value.std is not None else "")
+            row = [evaluation.evaluator, evaluation.protocol_id, evaluation.dataset, metric, shown]
+            for name in baseline_names:
+                reference = baseline_values[name].get(f"{evaluation.evaluator}/{metric}")
+                row.append("—" if reference is None else f"{reference:.2f}")
+                if name == "start":
+                    row.append("—" if reference is None else _signed_gain(value.value - reference, value.direction))
+            if ceilings:
+                ceiling = ceilings.get((evaluation.protocol_id, f"{evaluation.evaluator}/{metric}"))
+                row.append("—" if ceiling is None else f"{ceiling:.2f}")
+            table.add_row(*row, value.direction)
+    console.print(table)
+    if ceilings:
+        console.print(
+            "supervised: the same backbone trained from random init for the same steps with the masks as labels "
+            "(a measured ceiling, registry.yaml references; benchmarks/supervised_ceiling.py)"
+        )
+    if results.run.output_dir:
+        console.print(f"results: {Path(results.run.output_dir) / 'results.json'}")
+    if results.run.run_id:
+        console.print(f"MLflow run {results.run.run_id} in {results.run.tracking_uri}")
