@@ -44,23 +44,20 @@ METHODS = ("dino", "cotap", "cotap+oaf", "paka", "udi", "stellar")
 def supervised_ceiling(seeds: list[int], steps: int, lr: float) -> list[float]:
     """The main job's backbone trained with the masks as labels for ``steps`` steps, per seed: linear_seg mIoU."""
     from dssl.api import build, evaluate_built, resolve
-    from dssl.host import get_host
     from rich.console import Console
     from supervised_ceiling import train_supervised
 
-    host = get_host()
     values = []
     for seed in seeds:
         config = resolve(
-            host=host,
             objective="dino",
             seed=seed,
             steps=steps,
             sets=["backbone.init=random", "tracking.enabled=false", "evaluators=[linear_seg]", "baselines=[]"],
         )
-        built = build(config, host=host)
+        built = build(config)
         train_supervised(built, lr=lr, seed=seed, log_every=max(steps // 4, 1))
-        results = evaluate_built(built, backbone=built.objective.backbone, host=host, console=Console(quiet=True))
+        results = evaluate_built(built, backbone=built.objective.backbone, console=Console(quiet=True))
         values.append(next(r.metrics["miou"].value for r in results if r.evaluator == "linear_seg"))
     return values
 
@@ -79,12 +76,10 @@ def main() -> None:
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
 
-    from dssl.api import resolve
-    from dssl.tracking.leaderboard import collect_rows
-    from dssl.tracking.mlflow_tracker import default_tracking_uri
+    from dssl.api import leaderboard, resolve
 
-    uri = args.tracking_uri or default_tracking_uri()
-    rows = {r.objective: r for r in collect_rows(tracking_uri=uri, experiment=args.experiment, metric=METRIC)}
+    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
+    rows = {r.objective: r for r in leaderboard(tracking_uri=uri, experiment=args.experiment, metric=METRIC)}
     needed = [*METHODS, "warm start", "random init"]
     missing = [m for m in needed if m not in rows]
     if missing:

@@ -35,7 +35,7 @@ def train_supervised(built: Any, *, lr: float, seed: int, log_every: int = 100) 
     """Train ``built``'s backbone on its dataset's masks for the run's steps; returns the seconds taken."""
     import torch
     import torch.nn.functional as F
-    from dssl.data.normalize import normalize
+    from dssl.plugin import normalize
 
     config = built.config
     backbone = built.objective.backbone  # the student: an EMA teacher's weights take no gradient
@@ -78,9 +78,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from dssl.api import build, evaluate_built, resolve
-    from dssl.host import get_host
 
-    host = get_host()
     rows: list[dict[str, Any]] = []
     for seed in args.seeds:
         overrides: dict[str, Any] = {"objective": args.objective, "seed": seed}
@@ -88,14 +86,14 @@ def main() -> None:
             overrides["backbone"] = args.backbone
         if args.steps is not None:
             overrides["steps"] = args.steps
-        config = resolve(args.config, host=host, sets=[*args.set, "tracking.enabled=false"], **overrides)
-        built = build(config, host=host)
+        config = resolve(args.config, sets=[*args.set, "tracking.enabled=false"], **overrides)
+        built = build(config)
         print(
             f"seed {seed}: {config.backbone.name} from {config.backbone.init}, {config.optim.steps} steps", flush=True
         )
-        start = evaluate_built(built, host=host)
+        start = evaluate_built(built)
         seconds = train_supervised(built, lr=args.lr, seed=seed)
-        trained = evaluate_built(built, backbone=built.objective.backbone, host=host)
+        trained = evaluate_built(built, backbone=built.objective.backbone)
         row = {"seed": seed, "steps": config.optim.steps, "train_s": round(seconds, 1)}
         for label, results in (("start", start), ("supervised", trained)):
             row |= {f"{label}/{r.evaluator}/{k}": round(v.value, 2) for r in results for k, v in r.metrics.items()}

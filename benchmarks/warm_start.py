@@ -64,22 +64,19 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     from dssl import __version__
     from dssl.api import build, evaluate_built, resolve, train
-    from dssl.engine.checkpoint_io import save_atomic
-    from dssl.host import get_host
     from rich.console import Console
 
-    host = get_host()
     console = Console(stderr=True)
-    config = resolve(args.config, host=host, sets=[*args.set, "tracking.enabled=false"], seed=args.seed)
+    config = resolve(args.config, sets=[*args.set, "tracking.enabled=false"], seed=args.seed)
     if config.objective.name != "dino":
         parser.error(f"the warm start is a DINO run; {args.config} trains {config.objective.name}")
-    built = build(config, host=host)
+    built = build(config)
     curve: list[dict[str, Any]] = []
     last_loss: dict[str, float] = {}
     started = time.perf_counter()
 
     def evaluate(step: int) -> None:
-        results = evaluate_built(built, host=host, console=Console(quiet=True))
+        results = evaluate_built(built, console=Console(quiet=True))
         row: dict[str, Any] = {
             "step": step,
             "loss": last_loss.get("loss"),
@@ -109,14 +106,18 @@ def main() -> None:
         "learning_curve": curve,
         "dssl_version": __version__,
         "git_commit": git_commit(),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "torch_threads": torch.get_num_threads(),
         "machine": f"{os.cpu_count()} CPUs, {_cpu_model()}",
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
     checkpoint = built.objective.full_checkpoint() | {"meta": provenance}
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    save_atomic(checkpoint, args.output)
+    # Written next to its destination and renamed, so that an interrupted run never leaves half a checkpoint.
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    partial = args.output.with_name(args.output.name + ".partial")
+    torch.save(checkpoint, partial)
+    os.replace(partial, args.output)
     provenance["sha256"] = hashlib.sha256(args.output.read_bytes()).hexdigest()
     sidecar = args.output.with_suffix(".json")
     sidecar.write_text(json.dumps({k: v for k, v in provenance.items() if k != "config"}, indent=2) + "\n")

@@ -2,15 +2,14 @@
 
 Usage::
 
-    python benchmarks/cpu-track/learning_margins.py                  # every method, seeds 0-4 (~30 min)
+    python benchmarks/cpu-track/learning_margins.py                  # every method, seeds 0-4 (~25 min)
     python benchmarks/cpu-track/learning_margins.py --methods paka --seeds 0 1
 
 Runs :func:`dssl.testing.learning.learning_run` exactly as ``tests/learning/test_methods_learn.py`` does (one
 torch thread, as the test suite's ``conftest.py`` sets; the method's steps and overrides from the test module)
-for each seed, and prints each method's gains, dead terms and backbone gradient norm. A test's margin is set
-from the smallest gain seen here, so that seed 0 (the test) passes with room and a method that stops
-learning (gain at or below 0, a dead term) fails. Appends the table to ``benchmarks/RESULTS.md`` unless
-``--no-append``.
+for each seed, and prints each method's gains, dead terms and backbone gradient norm: the measurement behind
+the tests' :data:`TOLERANCE` (and behind their not asserting an improvement). Appends the table to
+``benchmarks/RESULTS.md`` unless ``--no-append``.
 """
 
 from __future__ import annotations
@@ -39,7 +38,8 @@ def test_module():
 
 
 def main() -> None:
-    methods = test_module().METHODS
+    module = test_module()
+    methods = module.METHODS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", nargs="+", default=list(methods), choices=list(methods))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -47,25 +47,26 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from dssl.testing.learning import learning_run
+    from dssl.testing import learning_run
 
     torch.set_num_threads(1)
     lines = [
-        "| method | steps | gains per seed (mIoU points) | min | mean ± std | dead terms | test margin |",
+        "| method | steps | gains per seed (mIoU points) | min | mean ± std | dead terms | min backbone grad norm |",
         "|---|---|---|---|---|---|---|",
     ]
     for label in args.methods:
-        objective, sets, steps, margin = methods[label]
-        gains, dead = [], set()
+        objective, sets, steps = methods[label]
+        gains, dead, grads = [], set(), []
         for seed in args.seeds:
             report = learning_run(objective, steps=steps, sets=sets, seed=seed)
             print(report.summary(), flush=True)
             gains.append(report.gain)
             dead |= set(report.dead_terms())
+            grads.append(report.backbone_grad_norm)
         spread = statistics.stdev(gains) if len(gains) > 1 else float("nan")
         lines.append(
             f"| {label} | {steps} | {', '.join(f'{g:+.2f}' for g in gains)} | {min(gains):+.2f} | "
-            f"{statistics.fmean(gains):+.2f} ± {spread:.2f} | {', '.join(sorted(dead)) or 'none'} | {margin:.2f} |"
+            f"{statistics.fmean(gains):+.2f} ± {spread:.2f} | {', '.join(sorted(dead)) or 'none'} | {min(grads):.3g} |"
         )
     print("\n".join(lines))
     if not args.no_append:
@@ -78,7 +79,8 @@ def main() -> None:
                 "`dssl.testing.learning.learning_run` as `tests/learning/test_methods_learn.py` runs it (1 torch "
                 "thread): the method post-trains the CPU track's warm start for the test's steps; gain = quick "
                 "linear_seg probe (256 train / 128 val images, 10 epochs) after minus before.",
-                f"Seeds {args.seeds}; the test runs seed 0 and asserts gain ≥ margin, no dead term, backbone gradient.",
+                f"Seeds {args.seeds}; the test runs seed 0 and asserts no dead term, a backbone gradient and gain ≥ "
+                f"-{module.TOLERANCE} (tests/learning/test_methods_learn.py says why no improvement is asserted).",
             ],
             table="\n".join(lines),
             threads=1,

@@ -222,11 +222,27 @@ def numbers_of(config: Mapping[str, Any], *, trained: bool = True) -> dict[str, 
     for section in ("dataset", "eval_dataset"):
         if isinstance(data.get(section), dict):
             data[section].pop("bad_images", None)
+    backbone = data.get("backbone")
+    if isinstance(backbone, dict) and backbone.get("init") == "warmstart":
+        backbone["init"] = canonical_warmstart(str(backbone.get("name")))
     if not trained:
         data["eval_dataset"] = data.get("eval_dataset") or data.get("dataset")
         for key in TRAINING_KEYS:
             data.pop(key, None)
     return data
+
+
+def canonical_warmstart(backbone: str) -> str:
+    """What ``--init warmstart`` starts ``backbone`` from, as an init value naming it: ``warmstart:NAME`` for the
+    warm start ``registry.yaml`` lists for the backbone, ``random`` when there is none (so that a run on a backbone
+    without a warm start is the same configuration, and leaderboard row, as its random-init run)."""
+    from dssl.catalogue import load_catalogue
+
+    warm = load_catalogue().warmstart_for("warmstart", backbone)
+    if warm is None:
+        return "random"
+    name = next(key for key, value in load_catalogue().warmstarts.items() if value is warm)
+    return f"warmstart:{name}"
 
 
 def comparable_settings(config: Mapping[str, Any], evaluator: str, *, trained: bool = True) -> dict[str, Any]:

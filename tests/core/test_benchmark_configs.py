@@ -16,7 +16,7 @@ def test_warm_start_is_the_cpu_track_from_random_init_for_longer() -> None:
     main_job = resolve(objective="dino", backbone="vit_cpu8", preset="cpu")
     assert warm.objective.name == "dino" and warm.backbone.name == "vit_cpu8"
     assert warm.backbone.init == "random" and main_job.backbone.init == "warmstart"
-    assert warm.optim.steps > 10 * main_job.optim.steps
+    assert warm.optim.steps >= 10 * main_job.optim.steps
     # The main job continues exactly the recipe the warm start was trained with (its head loads whole).
     assert warm.objective.options == main_job.objective.options
     assert warm.augmentation == main_job.augmentation and warm.dataset == main_job.dataset

@@ -284,7 +284,7 @@ def test_grid_runs_children_aggregates_seeds_and_keeps_protocol_versions_apart(t
     assert rows["dino", "kmeans_seg@1"]["n_seeds"] == 2
     markdown = Path(client.download_artifacts(parent.info.run_id, "grid_leaderboard.md")).read_text()
     assert "## kmeans_seg — kmeans_seg@1 on embedded" in markdown and "kmeans_seg@2 on embedded" in markdown
-    assert "| dino | vit_t16 | embedded | 2/2 | 10.50 ± 0.71 |" in markdown
+    assert "| dino | vit_cpu8 | embedded | 2/2 | 10.50 ± 0.71 |" in markdown
     assert "0/2 (2 failed)" in markdown
 
 
@@ -310,18 +310,18 @@ def test_failing_cell_is_recorded_the_grid_goes_on_and_reruns_skip_finished_cell
     runs = mlflow_runs(uri, "t")
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     status = {r.data.tags["dssl.grid.cell"]: r for r in runs if r is not parent}
-    assert status["dino / vit_t16 / embedded"].info.status == "FINISHED"
-    assert "kmeans_seg/miou" in status["dino / vit_t16 / embedded"].data.metrics
-    bad = status["dino-badinit / vit_t16 / embedded"]
+    assert status["dino / vit_cpu8 / embedded"].info.status == "FINISHED"
+    assert "kmeans_seg/miou" in status["dino / vit_cpu8 / embedded"].data.metrics
+    bad = status["dino-badinit / vit_cpu8 / embedded"]
     assert bad.info.status == "FAILED" and "missing-ckpt.pt" in bad.data.tags["dssl.error"]
     assert {r.data.tags["mlflow.parentRunId"] for r in status.values()} == {parent.info.run_id}
 
     dry = invoke(*args, "--dry-run")
     assert dry.exit_code == 0
-    good_id = status["dino / vit_t16 / embedded"].info.run_id
+    good_id = status["dino / vit_cpu8 / embedded"].info.run_id
     lines = {line.split("│")[2].strip(): line for line in dry.output.splitlines() if line.count("│") > 4}
-    assert f"done ({good_id})" in lines["dino / vit_t16 / embedded"]
-    assert "pending" in lines["dino-badinit / vit_t16 / embedded"]
+    assert f"done ({good_id})" in lines["dino / vit_cpu8 / embedded"]
+    assert "pending" in lines["dino-badinit / vit_cpu8 / embedded"]
     assert "1 done, 1 pending" in dry.output
 
     second = CliRunner().invoke(cli, args)
@@ -354,7 +354,7 @@ def test_a_checkpoints_entry_is_evaluated_without_training_beside_trained_cells(
     assert first.exit_code == 0, first.output
     runs = mlflow_runs(uri, "ranked")
     cells = {r.data.tags["dssl.grid.cell"]: r for r in runs if "dssl.grid.cell" in r.data.tags}
-    trained, evaluated = cells["dino / vit_t16 / embedded"], cells["random-init / vit_t16 / embedded"]
+    trained, evaluated = cells["dino / vit_cpu8 / embedded"], cells["random-init / vit_cpu8 / embedded"]
     assert evaluated.info.status == "FINISHED" and evaluated.data.tags["dssl.evaluation_only"] == "true"
     assert "train/loss" in trained.data.metrics and not any(k.startswith("train/") for k in evaluated.data.metrics)
     assert evaluated.data.params["steps"] == "0" and evaluated.data.params["label"] == "random-init"
@@ -396,8 +396,8 @@ def test_parallel_cells_run_in_their_own_processes(tmp_path, monkeypatch):
     runs = mlflow_runs(uri, "dssl")
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = {r.data.tags["dssl.grid.cell"]: r for r in runs if r is not parent}
-    assert children["dino / vit_t16 / embedded"].info.status == "FINISHED"
-    assert children["dino-badinit / vit_t16 / embedded"].info.status == "FAILED"
+    assert children["dino / vit_cpu8 / embedded"].info.status == "FINISHED"
+    assert children["dino-badinit / vit_cpu8 / embedded"].info.status == "FAILED"
     assert {r.data.tags["mlflow.parentRunId"] for r in children.values()} == {parent.info.run_id}
     assert list((tmp_path / "dssl-runs" / "grid-logs" / "par").glob("*.log"))
 

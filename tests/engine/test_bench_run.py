@@ -91,7 +91,7 @@ def test_same_seed_gives_identical_results(store):
     ("extra", "message"),
     [
         (["--backbone", "vit_t61"], "did you mean vit_t16"),
-        (["--set", "augmentation.options.global_size=40"], "not a multiple of the patch size"),
+        (["--set", "augmentation.options.global_size=36"], "not a multiple of the patch size"),
         (["--init", "/no/such/checkpoint.pth"], "not found"),
     ],
 )

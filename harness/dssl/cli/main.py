@@ -47,7 +47,7 @@ def cli(ctx: click.Context, strict_plugins: bool, disabled: tuple[str, ...], deb
 
     \b
     Quick start (CPU, embedded data, no downloads):
-      dssl bench --objective dino --backbone vit_t16
+      dssl bench --objective dino --backbone vit_cpu8
       dssl grid benchmarks/cpu-smoke.yaml
       dssl leaderboard
     """

@@ -259,7 +259,7 @@ class GridSpec(_Strict):
     base: dict[str, Any] = Field(default_factory=dict)
     set: list[str] = Field(default_factory=list)
     objectives: list[AxisEntry] = Field(default_factory=list)
-    backbones: list[AxisEntry] = Field(default_factory=lambda: [AxisEntry(name="vit_t16")], min_length=1)
+    backbones: list[AxisEntry] = Field(default_factory=lambda: [AxisEntry(name="vit_cpu8")], min_length=1)
     datasets: list[AxisEntry] = Field(default_factory=lambda: [AxisEntry(name="embedded")], min_length=1)
     evaluators: list[str] = Field(min_length=1)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)

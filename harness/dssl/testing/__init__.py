@@ -36,9 +36,12 @@ from dssl.testing.conformance import (
     check_plugin,
     component_cases,
 )
+from dssl.testing.learning import QUICK_PROBE, LearningReport, learning_run
 
 __all__ = [
+    "QUICK_PROBE",
     "ConformanceError",
+    "LearningReport",
     "check_augmentation",
     "check_backbone",
     "check_component",
@@ -47,4 +50,5 @@ __all__ = [
     "check_objective",
     "check_plugin",
     "component_cases",
+    "learning_run",
 ]
