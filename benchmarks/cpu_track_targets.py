@@ -136,7 +136,7 @@ def _report(per_seed: dict[str, list[float]], ceilings: dict[int, list[float]], 
     ]
     for representation in ("warm start", "dino"):
         mean, std = row(representation)
-        gain, noise = mean - random_mean, max(std, random_std)
+        gain, noise = mean - random_mean, max(std, random_std, 1e-9)
         out.append(
             f"| {representation} vs random init | {fmt(representation)} vs {fmt('random init')} | {gain:+.2f} | "
             f"{gain / noise:.1f}× | ≥ 3 points and ≥ 4× | {'yes' if gain >= 3 and gain >= 4 * noise else 'no'} |"
@@ -153,7 +153,7 @@ def _report(per_seed: dict[str, list[float]], ceilings: dict[int, list[float]], 
     dino_mean, dino_std = row("dino")
     for method in METHODS:
         mean, std = row(method)
-        gain, noise = mean - start_mean, max(std, start_std)
+        gain, noise = mean - start_mean, max(std, start_std, 1e-9)
         versus = mean - dino_mean
         out.append(
             f"| {method} ({steps} steps) vs its start | {fmt(method)} vs {fmt('warm start')} | {gain:+.2f} | "
@@ -161,7 +161,7 @@ def _report(per_seed: dict[str, list[float]], ceilings: dict[int, list[float]], 
         )
         if method != "dino":
             out.append(f"| {method} vs DINO continued | {fmt(method)} vs {fmt('dino')} | {versus:+.2f} | "
-                       f"{versus / max(std, dino_std):.1f}× | — | — |")  # fmt: skip
+                       f"{versus / max(std, dino_std, 1e-9):.1f}× | — | — |")  # fmt: skip
     return out
 
 

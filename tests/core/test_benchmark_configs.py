@@ -30,3 +30,19 @@ def test_warm_start_is_the_cpu_track_from_random_init_for_longer() -> None:
 def test_grid_specs_load(name: str) -> None:
     spec = load_grid(BENCHMARKS / name)
     assert spec.objectives and spec.backbones and spec.seeds
+
+
+def test_every_cpu_track_method_moves_its_evaluated_teacher_at_one_momentum() -> None:
+    """The CPU comparison evaluates each method's EMA teacher: one momentum (DINO's 0.996) keeps them comparable
+    (PaKA's preset once used 0.99, so its teacher moved ~2.5x further from the start in the same steps)."""
+    from dssl.api import get_component
+    from dssl.runner.build import component_options
+
+    momenta = {}
+    for objective in ("dino", "cotap", "paka", "udi", "stellar"):
+        config = resolve(objective=objective, preset="cpu")
+        options = component_options(get_component("objective", objective), config.objective.options)
+        momenta[objective] = getattr(options, "momentum_teacher", None)
+        if objective == "stellar":  # STELLAR's option is a switch; its momentum is teacher_momentum
+            momenta[objective] = options.teacher_momentum
+    assert momenta == dict.fromkeys(momenta, 0.996)
