@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/learning_curve.py                                   # the main job, linear_seg every 100 steps
     python benchmarks/learning_curve.py --steps 600 --every 150 --set objective.options.use_bn_in_head=true
-    python benchmarks/learning_curve.py --config benchmarks/dino-cpu-dense.yaml --every 250
+    python benchmarks/learning_curve.py --config benchmarks/cpu-track/warm-start.yaml --every 250
 
 Resolves the run exactly as ``dssl bench [--config FILE] --objective OBJ --backbone BB --seed S`` with the
 ``--set`` overrides (tracking off, checkpoints in a temporary folder), evaluates the objective's
@@ -14,7 +14,7 @@ from — and then every ``--every`` steps and at the end, through the Python API
 evaluation (step, last logged training loss, metrics) and a markdown table at the end; nothing is appended to
 ``RESULTS.md``.
 
-The evaluations in the middle do not change the run: ``benchmarks/dino-cpu-dense.yaml`` gave the same final
+The evaluations in the middle do not change the run: the former ``benchmarks/dino-cpu-dense.yaml`` gave the same final
 ``linear_seg`` (6.04 at step 1000, seed 0) here with four intermediate evaluations and in
 ``benchmarks/trained_vs_random.py`` with none. A curve's step-N point is still *not* a ``--steps N`` run: the
 schedules (cosine LR, teacher momentum) span the whole ``--steps``.

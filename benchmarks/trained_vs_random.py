@@ -5,12 +5,16 @@ Usage::
     python benchmarks/trained_vs_random.py                       # the README's main job, seed 0
     python benchmarks/trained_vs_random.py --seeds 0 1           # two seeds
     python benchmarks/trained_vs_random.py --steps 50 --set optim.lr=0.01 --no-append
-    python benchmarks/trained_vs_random.py --config benchmarks/dino-cpu-dense.yaml --seeds 0 1   # 1000 steps
+    python benchmarks/trained_vs_random.py --config benchmarks/cpu-track/warm-start.yaml   # 2000 steps from random
 
-For each seed it runs the main job (``dssl bench --objective dino --backbone vit_t16`` with the
-preset of this machine) through the Python API with tracking off and checkpoints in a temporary folder,
-then builds the same run again with ``dssl.api.build`` (same seed, ``--init random``, nothing
-trained: the exact weights the training started from) and evaluates ``objective.eval_backbone()`` with
+The CPU track's targets (warm start, main job and every method against random init, their start and the
+supervised ceiling, over 3 seeds) are measured by its successor, ``benchmarks/cpu_track_targets.py``, and the main
+job prints its own start and random init; this script remains the plain two-way comparison.
+
+For each seed it runs the main job (``dssl bench --objective dino`` with the preset of this machine)
+through the Python API with tracking off and checkpoints in a temporary folder, then builds the same run again
+with ``dssl.api.build`` (same seed, ``--init random``, nothing trained: the run's start when it starts from
+random init, as ``--config benchmarks/cpu-track/warm-start.yaml`` does) and evaluates ``objective.eval_backbone()`` with
 ``dssl.api.evaluate_built``, i.e. the same evaluators with the same options. It prints trained vs random
 for ``linear_seg`` and ``kmeans_seg`` mIoU and appends a dated section to ``benchmarks/RESULTS.md``
 (machine, command, settings, numbers, wall times); ``--no-append`` only prints.

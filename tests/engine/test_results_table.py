@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from dssl.catalogue import SUPERVISED_CEILING, Catalogue, load_catalogue
 from dssl.results import EvaluationResult, MetricValue, RunResults
@@ -39,10 +41,17 @@ def _printed(results: RunResults) -> str:
 def test_trained_numbers_stand_beside_the_start_and_random_init() -> None:
     text = _printed(_results())
     row = next(line for line in text.splitlines() if "miou" in line)
-    cells = [cell.strip() for cell in row.split("│") if cell.strip()]
-    assert cells[4:8] == ["9.50", "8.25", "+1.25", "4.75"]
-    assert "start" in text and "random init" in text and "Δ vs start" in text
+    cells = re.split(r"\s{2,}", row.strip())
+    assert cells == ["linear_seg@1", "miou ↑", "9.50", "8.25", "+1.25", "4.75"]
+    assert "results on embedded" in text and "Δ vs start" in text and "random init" in text
     assert "supervised" not in text  # no ceiling measured for this budget
+
+
+def test_the_table_fits_an_80_column_terminal() -> None:
+    console = Console(record=True, width=80)
+    print_results(_results(), console)
+    table = console.export_text().split("±")[0].split("supervised")[0]
+    assert "…" not in table and "9.50" in table and "4.75" in table
 
 
 def test_a_run_from_random_init_has_one_start_column() -> None:
@@ -65,7 +74,7 @@ def test_a_measured_ceiling_for_this_budget_is_shown(monkeypatch: pytest.MonkeyP
     }
     catalogue = Catalogue.model_validate(data | {"references": [*data["references"], ceiling]})
     monkeypatch.setattr("dssl.catalogue.load_catalogue", lambda *a, **k: catalogue)
-    assert "27.50" in _printed(_results())
+    assert "supervised ceiling, linear_seg@1 miou: 27.50" in _printed(_results())
     # Another budget: the ceiling does not apply.
     other = _results(config={"backbone": {"name": "vit_cpu8"}, "dataset": {"name": "embedded"}, "optim": {"steps": 9}})
     assert "27.50" not in _printed(other)

@@ -18,6 +18,7 @@ def _signed_gain(delta: float, direction: str) -> str:
 def print_results(results: RunResults, console: Any) -> None:
     """The results table; with baselines, the trained numbers beside the start's and random init's, and the
     supervised ceiling when ``registry.yaml`` holds one measured for this backbone, data and budget."""
+    from rich import box
     from rich.table import Table
 
     from dssl.catalogue import load_catalogue
@@ -38,35 +39,43 @@ def print_results(results: RunResults, console: Any) -> None:
             dataset=str((config.get("eval_dataset") or config.get("dataset") or {}).get("name")),
             steps=int(config.get("optim", {}).get("steps", 0)),
         )
-    table = Table(title="results", title_justify="left")
-    for column in ("evaluator", "protocol", "dataset", "metric", "trained" if baseline_names else "value"):
-        table.add_column(column)
+    # Fits an 80-column terminal: the evaluator is in the protocol id, the direction an arrow on the metric, and
+    # the dataset in the title when every evaluation used the same one.
+    datasets = sorted({evaluation.dataset for evaluation in results.evaluations})
+    title = f"results on {datasets[0]}" if len(datasets) == 1 else "results"
+    table = Table(
+        title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True
+    )
+    columns = ["protocol", *(["dataset"] if len(datasets) > 1 else []), "metric"]
+    for column in columns:
+        table.add_column(column, no_wrap=True)
+    table.add_column("trained" if baseline_names else "value", justify="right", no_wrap=True)
     for name in baseline_names:
-        table.add_column(headers[name], justify="right")
+        table.add_column(headers[name], justify="right", no_wrap=True)
         if name == "start":
-            table.add_column("Δ vs start", justify="right")
-    if ceilings:
-        table.add_column("supervised", justify="right")
-    table.add_column("better")
+            table.add_column("Δ vs start", justify="right", no_wrap=True)
     for evaluation in results.evaluations:
         for metric, value in evaluation.metrics.items():
-            shown = f"{value.value:.2f}" + (f" ± {value.std:.2f} (n={value.n})" if value.std is not None else "")
-            row = [evaluation.evaluator, evaluation.protocol_id, evaluation.dataset, metric, shown]
+            shown = f"{value.value:.2f}" + (f"±{value.std:.2f}" if value.std is not None else "")
+            arrow = "↑" if value.direction == "higher" else "↓"
+            row = [evaluation.protocol_id, *([evaluation.dataset] if len(datasets) > 1 else []), f"{metric} {arrow}"]
+            row.append(shown)
             for name in baseline_names:
                 reference = baseline_values[name].get(f"{evaluation.evaluator}/{metric}")
                 row.append("—" if reference is None else f"{reference:.2f}")
                 if name == "start":
                     row.append("—" if reference is None else _signed_gain(value.value - reference, value.direction))
-            if ceilings:
-                ceiling = ceilings.get((evaluation.protocol_id, f"{evaluation.evaluator}/{metric}"))
-                row.append("—" if ceiling is None else f"{ceiling:.2f}")
-            table.add_row(*row, value.direction)
+            table.add_row(*row)
     console.print(table)
-    if ceilings:
-        console.print(
-            "supervised: the same backbone trained from random init for the same steps with the masks as labels "
-            "(a measured ceiling, registry.yaml references; benchmarks/supervised_ceiling.py)"
-        )
+    if any(value.std is not None for e in results.evaluations for value in e.metrics.values()):
+        console.print("±: std over the evaluator's own repeats (k-means restarts)")
+    for (protocol_id, metric), ceiling in sorted(ceilings.items()):
+        if any(e.protocol_id == protocol_id for e in results.evaluations):
+            console.print(
+                f"supervised ceiling, {protocol_id} {metric.split('/', 1)[-1]}: [bold]{ceiling:.2f}[/bold] (the same "
+                "backbone trained from random init for the same steps with the masks as labels; registry.yaml "
+                "references, benchmarks/cpu_track_targets.py)"
+            )
     if results.run.output_dir:
         console.print(f"results: {Path(results.run.output_dir) / 'results.json'}")
     if results.run.run_id:
