@@ -183,8 +183,11 @@ def test_failed_run_resumes_from_its_folder_ignoring_a_torn_temporary_checkpoint
 
 
 SLOW_CHILD = """
-import sys, time
+import signal, sys, time
 from pathlib import Path
+# As in a terminal's foreground job: a shell starts background jobs (CI runners, nohup) with SIGINT ignored, and
+# Python then installs no KeyboardInterrupt handler; Ctrl-C reaches an interactive run, which this child stands for.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from dssl.objectives.dino import DINOObjective
 original = DINOObjective.after_step
 def after_step(self, *, step):

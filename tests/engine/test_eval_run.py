@@ -196,7 +196,7 @@ def test_random_init_evaluated_is_the_network_a_random_init_run_of_that_seed_sta
     from dssl.host import get_host
     from dssl.runner import build_eval_run, build_run
 
-    config = api.resolve({"device": "cpu", "seed": 3, "baselines": ["start"]}, sets=TINY)
+    config = api.resolve({"device": "cpu", "seed": 3}, sets=[*TINY, "baselines=[start]", "backbone.init=random"])
     started = build_run(config, get_host()).start_backbone.state_dict()
     evaluated = build_eval_run(config, get_host()).backbone.state_dict()
     assert started.keys() == evaluated.keys()
