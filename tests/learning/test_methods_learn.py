@@ -13,10 +13,11 @@ what a working method does and a collapsed one does not:
 
 What it does **not** assert, and why: that the probe *improves* on the start. Measured with
 ``python benchmarks/cpu-track/learning_margins.py`` (seeds 0-2, RESULTS.md "learning margins"), 40 steps from
-the warm start move the quick probe by -0.02 to +0.01 mIoU points for every method — the evaluated EMA teacher
-barely moves in 40 steps and the warm start is already DINO-trained — so no margin above zero could be
-asserted without flaking or lying. Improvement is measured where it can be seen: by the comparison grid
-(``benchmarks/cpu-compare.yaml``) and the warm start's own learning curve.
+the warm start move the quick probe by -0.02 to +0.01 mIoU points for the methods that evaluate their EMA
+teacher (it barely moves in 40 steps, and the warm start is already DINO-trained) and by +0.01 to +0.08 for
+STELLAR (its student), so no margin above zero could be asserted for every method without flaking or lying.
+Improvement is measured where it can be seen: by the comparison grid (``benchmarks/cpu-compare.yaml``) and the
+warm start's own learning curve.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.learning
 #: Steps of every learning test (~45 s per method on 2 CPU cores, probes included).
 STEPS = 40
 #: How far below its start the quick probe may fall (mIoU points): measured gains over seeds 0-2 lie in
-#: [-0.02, +0.01]; a method that wrecks its features (a collapse reaching the teacher) falls by far more.
+#: [-0.02, +0.08]; a method that wrecks its features (a collapse reaching the teacher) falls by far more.
 TOLERANCE = 0.1
 
 #: label -> (objective, --set overrides, steps).
