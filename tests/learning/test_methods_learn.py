@@ -27,7 +27,7 @@ from dssl.testing import learning_run
 
 pytestmark = pytest.mark.learning
 
-#: Steps of every learning test (~45 s per method on 2 CPU cores, probes included).
+#: Steps of every learning test (40-60 s per method on 2 CPU cores, probes included: measured).
 STEPS = 40
 #: How far below its start the quick probe may fall (mIoU points): measured gains over seeds 0-2 lie in
 #: [-0.02, +0.08]; a method that wrecks its features (a collapse reaching the teacher) falls by far more.
