@@ -146,6 +146,7 @@ class Outcome:
     name: str
     status: str = "ok"  # ok | FAILED | skipped
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     figures: dict[str, str] = field(default_factory=dict)
     detail: str = ""
 
@@ -200,7 +201,7 @@ def run_part(outcome: Outcome, budget: Budget, cap: float | None, body: Callable
     if budget.left() < MIN_PART_S:
         outcome.status, outcome.detail = "skipped", f"budget spent ({budget.elapsed():.0f} s elapsed)"
         return outcome
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     try:
         with budget.deadline(limit):
             body(outcome)
@@ -210,6 +211,7 @@ def run_part(outcome: Outcome, budget: Budget, cap: float | None, body: Callable
         outcome.status, outcome.detail = "FAILED", f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
     finally:
         outcome.seconds = time.perf_counter() - started
+        outcome.cpu_seconds = time.process_time() - cpu_started
         print(
             f"# {outcome.part} {outcome.name}: {outcome.status} in {outcome.seconds:.1f} s {outcome.detail}",
             file=sys.stderr,
@@ -596,12 +598,13 @@ def print_summary(outcomes: list[Outcome], title: str) -> None:
     from rich.table import Table
 
     table = Table(title=title)
-    for column in ("part", "name", "status", "s", *COLUMNS, "other"):
+    for column in ("part", "name", "status", "s", "cpu s", *COLUMNS, "other"):
         table.add_column(column, overflow="fold")
     for o in outcomes:
         status = o.status if not o.failed else f"[red]{o.status}[/red]"
         other = other_figures(o) + (f" [red]{o.detail}[/red]" if o.detail else "")
-        table.add_row(o.part, o.name, status, f"{o.seconds:.1f}", *(o.figures.get(c, "") for c in COLUMNS), other)
+        figures = (o.figures.get(c, "") for c in COLUMNS)
+        table.add_row(o.part, o.name, status, f"{o.seconds:.1f}", f"{o.cpu_seconds:.1f}", *figures, other)
     Console(width=200).print(table)
 
 
@@ -609,10 +612,12 @@ def markdown_table(outcomes: list[Outcome]) -> str:
     def cell(text: str) -> str:
         return text.replace("|", "/")
 
-    lines = ["| part | name | status | s | " + " | ".join(COLUMNS) + " | other |", "|---" * (len(COLUMNS) + 5) + "|"]
+    header = ["part", "name", "status", "s", "cpu s", *COLUMNS, "other"]
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for o in outcomes:
         other = other_figures(o) + (f" — {o.detail}" if o.detail else "")
-        row = [o.part, o.name, o.status, f"{o.seconds:.1f}", *(o.figures.get(c, "") for c in COLUMNS), other]
+        row = [o.part, o.name, o.status, f"{o.seconds:.1f}", f"{o.cpu_seconds:.1f}"]
+        row += [*(o.figures.get(c, "") for c in COLUMNS), other]
         lines.append("| " + " | ".join(cell(v) for v in row) + " |")
     return "\n".join(lines)
 
@@ -628,7 +633,17 @@ def append_results(path: Path, outcomes: list[Outcome], settings: Settings, tota
         f"{settings.batch_size}, {settings.held} held batches, warm-up {settings.warmup} steps, {settings.rounds} "
         f"rounds of {settings.round_steps} steps; eval sets {settings.eval_train}/{settings.eval_val} images at "
         f"{settings.eval_size} px. Load average at start: {load}.",
-        f"Total wall time {total_s:.0f} s; {len(outcomes) - failed} of {len(outcomes)} parts ok.",
+        f"Total wall time {total_s:.0f} s, CPU time of this process {time.process_time():.0f} s; "
+        f"{len(outcomes) - failed} of {len(outcomes)} parts ok.",
+        "Columns: s = wall seconds of the part, cpu s = CPU seconds of this process in it (the torchrun worker, "
+        "loader workers and inductor's compile workers are other processes); images/s = batch / median engine "
+        "ms/step over held batches (no data loading); engine/bare = ratio of the median ms/step; peak memory = "
+        "torch.cuda.max_memory_allocated since the run was built (CPU: peak RSS of the process so far).",
+        *(
+            ["Taken on a shared machine: wall times include the load of other processes (load average above)."]
+            if settings.device == "cpu"
+            else []
+        ),
         "",
         markdown_table(outcomes),
     ]
