@@ -86,7 +86,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks" / "perf"))
 from _report import command_line, machine_line  # noqa: E402
-from harness_overhead import BareLoop, bare_clip  # noqa: E402
+from harness_overhead import BareLoop  # noqa: E402
 
 #: The first-party methods: (label, objective, extra --set lines).
 METHODS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -119,6 +119,7 @@ class Settings:
     device: str
     tiny: bool
     backbone: str
+    patch_size: int
     image_size: int
     batch_size: int
     held: int
@@ -134,8 +135,8 @@ class Settings:
 
 def settings_for(device: str, tiny: bool) -> Settings:
     if tiny:
-        return Settings(device, True, "vit_cpu8", 32, 4, 2, 1, 1, 2, 2, 32, 16, 8, None)
-    return Settings(device, False, "vit_s16", 224, 64, 4, 3, 3, 5, 20, 448, 64, 32, 224)
+        return Settings(device, True, "vit_cpu8", 8, 32, 4, 2, 1, 1, 2, 2, 32, 16, 8, None)
+    return Settings(device, False, "vit_s16", 16, 224, 64, 4, 3, 3, 5, 20, 448, 64, 32, 224)
 
 
 @dataclass
@@ -223,7 +224,7 @@ def run_part(outcome: Outcome, budget: Budget, cap: float | None, body: Callable
 # --- configuration -------------------------------------------------------------------------------------------
 
 
-def dense_evaluators(tiny: bool) -> list[str]:
+def dense_evaluators() -> list[str]:
     """Every registered dense evaluator whose required module imports (``overcluster_neco`` needs faiss)."""
     import importlib.util
 
@@ -293,28 +294,21 @@ def method_config(
     if settings.tiny:
         test_options = get_component("objective", objective).metadata.get("test_options", {})
         sets += [f"objective.options.{k}={json.dumps(v)}" for k, v in test_options.items()]
-        sets += ["optim.num_workers=0", "backbone.options.img_size=32"]
-    base = resolve(objective=objective, backbone=settings.backbone, dataset="embedded", sets=sets, **changes)
-    # The preset's crops: sizes made divisible by the patch size, tiny mode shrinks them to 32/16 px.
-    augmentation = dict(base.augmentation.options)
-    patch = 8 if settings.backbone == "vit_cpu8" else 16
-    for key, tiny_size in (("global_size", 32), ("local_size", 16)):
-        if key in augmentation:
-            augmentation[key] = tiny_size if settings.tiny else round_to_patch(int(augmentation[key]), patch)
-    backbone_options = dict(base.backbone.options)
-    if "global_size" in augmentation:
-        backbone_options["img_size"] = augmentation["global_size"]
-    sets += [f"augmentation.options.{k}={json.dumps(v)}" for k, v in augmentation.items()]
-    sets += [f"backbone.options.img_size={backbone_options['img_size']}"]
-    config = resolve(objective=objective, backbone=settings.backbone, dataset="embedded", sets=sets, **changes)
-    if settings.tiny:
-        config = config.model_copy(update={"log_every": 1})
-    return config
+        sets.append("optim.num_workers=0")
+    preset = resolve(objective=objective, backbone=settings.backbone, dataset="embedded", sets=sets, **changes)
+    # The preset's crop sizes made divisible by the patch size (tiny: 32/16 px); the backbone built for the globals.
+    sizes = {"global_size": 32, "local_size": 16} if settings.tiny else {}
+    for key in ("global_size", "local_size"):
+        if key in preset.augmentation.options and not settings.tiny:
+            sizes[key] = round_to_patch(int(preset.augmentation.options[key]), settings.patch_size)
+    sets += [f"augmentation.options.{key}={size}" for key, size in sizes.items()]
+    sets.append(f"backbone.options.img_size={sizes.get('global_size', settings.image_size)}")
+    return resolve(objective=objective, backbone=settings.backbone, dataset="embedded", sets=sets, **changes)
 
 
 def eval_changes(settings: Settings) -> dict[str, Any]:
     """The API overrides that give DINO's run the dense evaluators and their small eval sets."""
-    names = dense_evaluators(settings.tiny)
+    names = dense_evaluators()
     return {
         "evaluators": names,
         "evaluator_options": evaluator_options(names, settings),
@@ -355,7 +349,8 @@ def peak_memory(device: Any) -> str:
 
 
 class ClipAwareBareLoop(BareLoop):
-    """``harness_overhead.BareLoop`` with the run's clip mode (STELLAR clips the global norm)."""
+    """``harness_overhead.BareLoop`` (DINO's per-parameter clipping) with the run's clip mode: STELLAR clips the
+    global norm, as the engine does for it."""
 
     def __init__(self, objective: Any, optim: Any, device: Any, amp_dtype: Any) -> None:
         super().__init__(objective, optim, device, amp_dtype)
@@ -378,9 +373,6 @@ class ClipAwareBareLoop(BareLoop):
             objective.before_optimizer_step(step=step)
             optimizer.step()
             objective.after_step(step=step)
-
-
-assert bare_clip is not None  # the per-parameter clip BareLoop uses (DINO's), imported to document the dependency
 
 
 def held_batches(built: Any, count: int) -> list[Any]:
@@ -472,6 +464,22 @@ def train_method(
 # --- torchrun ---------------------------------------------------------------------------------------------------
 
 
+def run_process_group(command: Sequence[str], *, cwd: str, timeout: float) -> tuple[int, str]:
+    """Run ``command`` in a session of its own; on a timeout or an interruption (the part's deadline) the whole
+    group is killed: killing torchrun alone would leave its worker training on (an orphan)."""
+    process = subprocess.Popen(
+        command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
+    return process.returncode, output
+
+
 def torchrun_part(outcome: Outcome, settings: Settings, threads: int | None) -> None:
     """Part 2: this script as a 1-process torchrun worker; its JSON report is read back.
 
@@ -488,10 +496,10 @@ def torchrun_part(outcome: Outcome, settings: Settings, threads: int | None) -> 
             command.append("--tiny")
         if threads:
             command += ["--threads", str(threads)]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=folder)
-        if done.returncode != 0 or not report.exists():
-            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-            raise RuntimeError(f"torchrun exited {done.returncode}: {' | '.join(tail)}")
+        returncode, output = run_process_group(command, cwd=folder, timeout=600)
+        if returncode != 0 or not report.exists():
+            tail = output.strip().splitlines()[-3:]
+            raise RuntimeError(f"torchrun exited {returncode}: {' | '.join(tail)}")
         result = json.loads(report.read_text())
     outcome.figures = {key: str(value) for key, value in result.items()}
 
@@ -516,9 +524,7 @@ def worker(report: Path, settings: Settings) -> None:
         if probe.tolist() != [float(dist.get_world_size())] * 4:
             raise RuntimeError(f"all_reduce gave {probe.tolist()}")
         steps = settings.torchrun_steps
-        config = method_config("dino", (), settings, steps=steps)
-        log_every = max(1, steps // 4)
-        config = config.model_copy(update={"log_every": log_every})
+        config = method_config("dino", (), settings, steps=steps, log_every=max(1, steps // 4))
         built = build(config)
         rates: list[float] = []
         trainer = make_trainer(built, on_metrics=lambda metrics, step: rates.append(metrics["images_per_second"]))

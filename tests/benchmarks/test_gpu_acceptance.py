@@ -52,7 +52,7 @@ def test_tiny_cpu_run_covers_every_method_torchrun_and_every_dense_evaluator(tmp
         assert any(f"│ {label} " in row and "│ train " in row and "│ ok " in row for row in rows), label
     torchrun = "\n".join(line for line in out.splitlines() if "torchrun" in line or "backend" in line)
     assert "dino 1-process" in torchrun and "gloo" in out
-    for name in script.dense_evaluators(tiny=True):
+    for name in script.dense_evaluators():
         assert any(f"│ {name} " in row and "│ ok " in row for row in rows), name
     assert "FAILED" not in out
 
@@ -109,3 +109,26 @@ def test_results_section_names_the_device_and_lists_every_part(tmp_path: Path) -
 def test_crop_sizes_are_rounded_to_the_patch_size() -> None:
     script = load_script()
     assert [script.round_to_patch(size, 16) for size in (518, 98, 224, 96, 5)] == [512, 96, 224, 96, 16]
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads process states from /proc (Linux)")
+def test_an_interrupted_torchrun_leaves_no_worker_behind(tmp_path: Path) -> None:
+    script = load_script()
+    pid_file = tmp_path / "worker.pid"
+    launcher = (
+        "import subprocess, sys\n"
+        "worker = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        f"open({str(pid_file)!r}, 'w').write(str(worker.pid))\n"
+        "worker.wait()\n"
+    )
+    with pytest.raises(subprocess.TimeoutExpired):
+        script.run_process_group([sys.executable, "-c", launcher], cwd=str(tmp_path), timeout=5)
+    worker = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        status = Path(f"/proc/{worker}/status")
+        if not status.exists() or "\nState:\tZ" in status.read_text():
+            break  # gone, or a zombie waiting for init: killed either way
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"the launcher's child {worker} still runs")
