@@ -14,9 +14,10 @@ What runs, in this order (so that a budget cut only ever hits the compiled runs,
    PaKA's 518/98 px, made for patch 14, become 512/96 px), ``precision: bf16``, random init, batch 64 for every
    method (the per-GPU batch of DINO's recipe; the presets' own batches, up to UDI's 1,024, are multi-GPU totals),
    on embedded scenes rendered at 224 px (``dataset.options.size=224``; no dataset on disk). As
-   ``benchmarks/perf/harness_overhead.py`` does, ``HELD`` batches are drawn from the run's own loader first and held
-   on the device, so data loading is excluded; then ``WARMUP`` untimed steps of the engine and of a bare PyTorch loop
-   of the same objective (``harness_overhead.BareLoop``), then ``ROUNDS`` alternating rounds of ``ROUND_STEPS`` steps.
+   ``benchmarks/perf/harness_overhead.py`` does, 4 batches (``Settings.held``) are drawn from the run's own loader
+   first and held on the device, so data loading is excluded; then 3 untimed steps (``warmup``) of the engine and of a
+   bare PyTorch loop of the same objective (``harness_overhead.BareLoop``), then 3 alternating rounds (``rounds``) of
+   5 steps (``round_steps``).
    Reported: images/s of the engine (batch / median time per step), the median ms/step of each, engine / bare
    (ratio of the medians) and the peak memory (``torch.cuda.max_memory_allocated`` since the run was built; on a
    CPU the process's peak RSS so far, which never goes down).
@@ -38,26 +39,30 @@ when anything failed or ran out of time, else 0.
 
 Time budget (``--budget-s``, default 480 s = 8 min on CUDA). The script tracks its elapsed time; each part gets
 ``min(its cap, what is left of the budget)`` and is interrupted (``SIGALRM``) and marked FAILED (over budget) when it
-exceeds it; a part that would start with less than ``MIN_PART_S`` left is skipped and marked FAILED too, because
-then the run did not cover everything in 8 minutes. The caps and the plan below are **estimates**, not measurements
-(no GPU was lent when the script was written): derived from DINO's published cost, ViT-S/16 with 2x224 + 10x96 crops,
-100 epochs of ImageNet-1k in 24.2 h on 16 V100 (Caron et al., arXiv 2104.14294, Table 8), i.e. about
-128.1 M / 87,120 s / 16 = 92 images/s per V100; an H100 in bf16 is taken as about 5x a V100 in fp16 (estimate),
-so **about 460 images/s for DINO** (CoTAP, UDI alike; PaKA's 2x512 px globals about 3.5x DINO's cost per image,
-STELLAR's 8x224 + 8x96 views about 2.5x; estimates from the token counts). One method then costs, per run of
-2 x (WARMUP + ROUNDS x ROUND_STEPS) = 36 steps of 64 images: DINO ~5 s, PaKA ~18 s, STELLAR ~13 s, plus ~5 s to
-build and draw the held batches: **part 1 ~ 90 s**. Part 2: ~10 s to start Python/torch/dssl, ~10 s of training
-with 8 loader workers: **~ 30 s**. Part 3: the features take seconds on the GPU; the k-means/PCA/probe work of the
-evaluators runs on the CPU (scikit-learn, faiss): **~ 60-90 s** (estimate). Part 4: compiling a ViT-S objective
-(forward + backward, two crop sizes) with inductor on 16 cores takes **~ 30-60 s per method** (estimate; later
-methods reuse inductor's on-disk FX-graph cache where their graphs match), **~ 250 s** in all. Total ~ 430-470 s,
-inside 480 s with little slack: the first H100 run should replace these estimates with its measured part times
-(printed in the summary and in RESULTS.md), and the caps be adjusted from them.
+exceeds it; a part that would start with less than ``MIN_PART_S`` left is skipped, which fails the run too, because
+then it did not cover everything in 8 minutes. Without a budget (the default on a CPU) nothing is interrupted.
+
+The caps and the plan below are **estimates**, not measurements (no GPU was lent when the script was written): derived
+from DINO's published cost, ViT-S/16 with 2x224 + 10x96 crops, 100 epochs of ImageNet-1k in 24.2 h on 16 V100 (Caron et
+al., arXiv 2104.14294, Table 8), i.e. about 128.1 M / 87,120 s / 16 = 92 images/s per V100; an H100 in bf16 is taken as
+about 5x a V100 in fp16 (estimate), so **about 460 images/s for DINO** (CoTAP, UDI alike; PaKA's 2x512 px globals about
+3.5x DINO's cost per image, STELLAR's 8x224 + 8x96 views about 2.5x; estimates from the token counts). One method then
+costs, per run of 2 x (3 + 3 x 5) = 36 steps of 64 images: DINO ~5 s, PaKA ~18 s, STELLAR ~13 s, plus ~5 s to build and
+draw the held batches: **part 1 ~ 90 s**. Part 2: ~10 s to start Python/torch/dssl, ~10 s of training with 8 loader
+workers: **~ 30 s**. Part 3: features, linear probes, Hummingbird's retrieval and the diagnostics run on the GPU
+(seconds); the k-means and PCA of kmeans_seg, overcluster and overcluster_neco on the CPU (scikit-learn, faiss; 16
+cores): **~ 60-90 s** (estimate; the same part with vit_s16 features computed on the 2-core VM took EVAL_CPU). Part 4:
+compiling a ViT-S objective (forward + backward, two crop sizes) with inductor on 16 cores takes **~ 30-60 s per
+method** (estimate; later methods reuse inductor's on-disk FX-graph cache where their graphs match), **~ 250 s** in all.
+Total ~ 430-470 s, inside 480 s with little slack: the first H100 run should replace these estimates with its measured
+part times (printed in the summary and in RESULTS.md), and the caps be adjusted from them.
 
 ``--tiny`` (with ``--device cpu``, what the test runs): ``vit_cpu8`` at 32 px (crops 32/16 px, the presets' crop
 counts), each objective's ``test_options`` (small heads), batch 4, 1 warm-up step and 1 round of 2 steps; tiny eval
-sets (16/8 images at 32 px) with the evaluators' ``test_options``; compile for ``dino`` only (``--compile-methods``),
-because inductor on a CPU takes tens of seconds per objective even at this size.
+sets (16/8 images at 32 px) with the evaluators' ``test_options``; no budget (the caps are for one H100) and no
+compiled run unless asked (``--compile-methods dino``): inductor compiled the tiny DINO objective for 240 s (wall;
+2-core VM at load ~10, 2026-12-06) before its first step, far beyond a test's minute. Measured there, the rest of
+the tiny run takes about a minute (the test's subprocess: 67 s wall at load ~11).
 """
 
 from __future__ import annotations
