@@ -28,7 +28,7 @@ What runs, in this order (so that a budget cut only ever hits the compiled runs,
    process group at every step. Reported: images/s with the loader (the last log window), the backend.
 3. **eval** — every dense evaluator registered (non-diagnostic ones and the diagnostics; ``overcluster_neco`` only
    when faiss imports) on the features of the backbone DINO trained in part 1 (its teacher), extracted on the
-   device: 64 train / 32 val embedded scenes rendered at 448 px; the NeCo protocols (``linear_seg_neco``,
+   device: 32 train / 16 val embedded scenes rendered at 448 px; the NeCo protocols (``linear_seg_neco``,
    ``overcluster_neco``) at their 448 px, the others at 224 px (``input_size``). Protocol defaults otherwise.
 4. **compile** — each method again with ``compile: true`` (whatever the engine compiles), engine only: the warm-up
    steps (which include compiling) are timed separately, then the rounds as in part 1.
@@ -51,7 +51,9 @@ costs, per run of 2 x (3 + 3 x 5) = 36 steps of 64 images: DINO ~5 s, PaKA ~18 s
 draw the held batches: **part 1 ~ 90 s**. Part 2: ~10 s to start Python/torch/dssl, ~10 s of training with 8 loader
 workers: **~ 30 s**. Part 3: features, linear probes, Hummingbird's retrieval and the diagnostics run on the GPU
 (seconds); the k-means and PCA of kmeans_seg, overcluster and overcluster_neco on the CPU (scikit-learn, faiss; 16
-cores): **~ 60-90 s** (estimate; the same part with vit_s16 features computed on the 2-core VM took EVAL_CPU). Part 4:
+cores): **~ 60-90 s** (estimate. Measured instead on the project's 2-core VM, features computed on its CPU, with 64
+train / 32 val images: 1,133 s wall at load ~11, 446 CPU-s of which faiss's k-means in overcluster_neco took 211 and the
+ViT-S/16 forward passes at 448 px most of the rest; the eval sets were then halved to keep this part small.) Part 4:
 compiling a ViT-S objective (forward + backward, two crop sizes) with inductor on 16 cores takes **~ 30-60 s per
 method** (estimate; later methods reuse inductor's on-disk FX-graph cache where their graphs match), **~ 250 s** in all.
 Total ~ 430-470 s, inside 480 s with little slack: the first H100 run should replace these estimates with its measured
@@ -141,7 +143,7 @@ class Settings:
 def settings_for(device: str, tiny: bool) -> Settings:
     if tiny:
         return Settings(device, True, "vit_cpu8", 8, 32, 4, 2, 1, 1, 2, 2, 32, 16, 8, None)
-    return Settings(device, False, "vit_s16", 16, 224, 64, 4, 3, 3, 5, 20, 448, 64, 32, 224)
+    return Settings(device, False, "vit_s16", 16, 224, 64, 4, 3, 3, 5, 20, 448, 32, 16, 224)
 
 
 @dataclass
