@@ -635,17 +635,24 @@ def markdown_table(outcomes: list[Outcome]) -> str:
     return "\n".join(lines)
 
 
-def append_results(path: Path, outcomes: list[Outcome], settings: Settings, total_s: float, load: str) -> None:
+def append_results(
+    path: Path, outcomes: list[Outcome], settings: Settings, total_s: float, machine: str | None = None
+) -> None:
+    """Append a ``## GPU acceptance run on DEVICE (date)`` section: machine, command, settings, totals, the table.
+
+    Args:
+        machine: The machine line taken when the run started (its load average); default: taken now.
+    """
     failed = sum(o.failed for o in outcomes)
     mode = "tiny CPU smoke (--tiny)" if settings.tiny else "acceptance"
     body = [
-        machine_line(device=settings.device),
+        machine or machine_line(device=settings.device),
         f"Device: {device_name(settings.device)}.",
         f"Command: `{command_line()}`",
         f"Mode: {mode}; backbone {settings.backbone}, training images rendered at {settings.image_size} px, batch "
         f"{settings.batch_size}, {settings.held} held batches, warm-up {settings.warmup} steps, {settings.rounds} "
         f"rounds of {settings.round_steps} steps; eval sets {settings.eval_train}/{settings.eval_val} images at "
-        f"{settings.eval_size} px. Load average at start: {load}.",
+        f"{settings.eval_size} px.",
         f"Total wall time {total_s:.0f} s, CPU time of this process {time.process_time():.0f} s; "
         f"{len(outcomes) - failed} of {len(outcomes)} parts ok.",
         "Columns: s = wall seconds of the part, cpu s = CPU seconds of this process in it (the torchrun worker, "
@@ -746,7 +753,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.worker is not None:
         worker(args.worker, settings)
         return 0
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    machine = machine_line(args.threads, args.device)  # the load average before this run adds to it
     budget = Budget(args.budget_s if args.budget_s else (DEFAULT_BUDGET_S if args.device == "cuda" else None))
     print(f"device: {device_name(args.device)}", flush=True)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -761,7 +768,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print_summary(outcomes, title)
     if not args.no_append:
-        append_results(args.results, outcomes, settings, total, load)
+        append_results(args.results, outcomes, settings, total, machine)
         print(f"appended to {args.results}")
     if failed:
         print(f"FAILED: {', '.join(f'{o.part}/{o.name}' for o in failed)}")

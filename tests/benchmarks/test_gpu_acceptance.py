@@ -97,7 +97,7 @@ def test_results_section_names_the_device_and_lists_every_part(tmp_path: Path) -
     ]
     path = tmp_path / "RESULTS.md"
     path.write_text("# Benchmark results\n")
-    script.append_results(path, outcomes, script.settings_for("cpu", tiny=True), 12.0, "0.10, 0.20, 0.30")
+    script.append_results(path, outcomes, script.settings_for("cpu", tiny=True), 12.0)
     text = path.read_text()
     assert text.startswith("# Benchmark results\n")
     assert "## GPU acceptance run on CPU: " in text
