@@ -186,6 +186,7 @@ def main() -> None:
         metavar=("LOW", "HIGH"),
         help="assumed H100 / V100 training-step speed ratio for ViT-S/16 (an estimate, see RESULTS.md)",
     )
+    parser.add_argument("--tag", default="", help="label added to the path column (e.g. the commit measured)")
     parser.add_argument("--no-append", action="store_true", help="do not append to benchmarks/RESULTS.md")
     args = parser.parse_args()
 
@@ -220,7 +221,9 @@ def main() -> None:
     for path, stages in results.items():
         for stage, (cpu, wall) in stages.items():
             rate = count / cpu if cpu > 0 else float("inf")
-            lines.append(f"| {path} | {stage} | {1000 * cpu / count:.2f} | {rate:.1f} | {1000 * wall / count:.2f} |")
+            lines.append(
+                f"| {path}{args.tag} | {stage} | {1000 * cpu / count:.2f} | {rate:.1f} | {1000 * wall / count:.2f} |"
+            )
     if len(results) == 2:
         speedup = results["before"]["total"][0] / results["after"]["total"][0]
         lines.append(f"| after vs before | total | | **{speedup:.2f}x** | |")

@@ -427,39 +427,40 @@ def _adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
 
 
 def _color_jitter(x: Tensor, factors: Tensor, order: Tensor, hue_on: bool) -> Tensor:
-    """torchvision ColorJitter with per-image factors and a per-image random op order.
+    """torchvision ColorJitter with per-image factors and a per-image random op order, in place.
 
-    Brightness, contrast and saturation are all ``blend(x, other, f)`` (other = 0, mean luma, luma). At each
-    step the images are grouped by the op they draw and each group gets only its own op (grey levels and
-    means only where an op reads them); hue, the costly op, runs only on the images that draw it at that step.
-    The arithmetic per image is that of one fused blend over all images, ``clamp(f x + (1 - f) other, 0, 1)``
-    with ``f = 1`` for hue steps, so the result is bit for bit what that gave (brightness: ``(1 - f) * 0`` adds
-    a zero; a hue step's identity blend is its clamp).
+    Brightness, contrast and saturation are all ``clamp(f x + (1 - f) other, 0, 1)`` (other = 0, mean luma,
+    luma). Each image gets exactly its own op at each step, in place on its slice (a view): the grey level or
+    mean only where the op reads it, no masked selects over the batch. Hue, the costly op, runs batched over
+    the images that draw it at that step. The arithmetic per pixel is that of one fused blend over all images
+    with ``f = 1`` on hue steps (how this was computed before), so the result is bit for bit the same:
+    brightness's ``(1 - f) * 0`` only adds a zero, and a hue step's identity blend is its clamp.
 
     Args:
-        x: ``(m, 3, h, w)`` in ``[0, 1]``.
+        x: ``(m, 3, h, w)`` in ``[0, 1]``; modified in place and returned.
         factors: ``(m, 4)`` brightness, contrast, saturation factors and hue shift; a disabled op has
             factor 1 (hue: shift 0), which torchvision would skip and which is an identity here.
         order: ``(m, 4)`` a permutation of ``0..3`` per image (the op applied at each step).
         hue_on: Whether hue jitter is enabled at all.
     """
+    ops = order.tolist()
     for step in range(4):
-        op = order[:, step]
-        for kind in range(3):
-            idx = (op == kind).nonzero()[:, 0]
-            if not idx.numel():
+        hue_images = []
+        for i, image_ops in enumerate(ops):
+            kind = image_ops[step]
+            if kind == 3:
+                hue_images.append(i)
                 continue
-            f = factors[idx, kind].view(-1, 1, 1, 1)
-            y = x[idx]
+            image, f = x[i], factors[i, kind]
             if kind == 0:  # brightness: blend with black
-                y = f * y
-            elif kind == 1:  # contrast: blend with the mean luma
-                y = f * y + (1.0 - f) * _grayscale(y).mean(dim=(1, 2, 3), keepdim=True)
-            else:  # saturation: blend with the luma
-                y = f * y + (1.0 - f) * _grayscale(y)
-            x[idx] = y.clamp_(0.0, 1.0)
-        idx = (op == 3).nonzero()[:, 0]
-        if idx.numel():
+                image.mul_(f)
+            else:  # contrast: blend with the mean luma; saturation: with the luma (read before the update)
+                gray = _grayscale(image[None])[0]
+                other = (1.0 - f) * (gray.mean(dim=(0, 1, 2), keepdim=True) if kind == 1 else gray)
+                image.mul_(f).add_(other)
+            image.clamp_(0.0, 1.0)
+        if hue_images:
+            idx = torch.tensor(hue_images)
             y = x[idx].clamp_(0.0, 1.0)
             x[idx] = _adjust_hue(y, factors[idx, 3]) if hue_on else y
     return x
