@@ -46,8 +46,8 @@ from _report import append_section
 
 #: facebookresearch/dino README ("Vanilla DINO training"): ViT-S/16, 100 epochs on ImageNet-1k train
 #: (1,281,167 images) with main_dino.py's defaults (2 x 224 + 8 x 96 crops, fp16, 64 images per GPU) on one node
-#: of 8 GPUs: "Training time is 1.75 day". The GPUs are V100s (run_with_submitit.py's --use_volta32 asks for the
-#: 32 GB V100 for ViT-B; the paper trains on V100s).
+#: of 8 GPUs: "Training time is 1.75 day". The README does not name the GPU; the repository's launcher requests
+#: Volta GPUs (run_with_submitit.py's --use_volta32 for ViT-B), so it is taken as a V100.
 PUBLISHED = {"images": 100 * 1_281_167, "seconds": 1.75 * 86_400, "gpus": 8, "locals": 8}
 
 #: Relative cost of one DINO image with ``n`` locals at 224/96 px on ViT-S/16: the student's forward + backward

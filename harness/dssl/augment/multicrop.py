@@ -11,6 +11,10 @@ own random parameters) because torchvision's per-image ops cost more in call ove
 at multi-crop sizes; their semantics follow ``torchvision.transforms.v2`` (ColorJitter with a random op
 order, ITU-R 601 grayscale, reflect-padded blur, solarise at >= threshold).
 
+Input: a float image in ``[0, 1]`` (generated datasets) or a uint8 image (decoded files, ``accepts_uint8``), which
+is cropped and resized in 8 bits so that only the views are converted to float; the photometric ops then run on
+the float views either way.
+
 Randomness: every call draws one ``(V, 54)`` uniform tensor (layout: :data:`DRAWS`) from the given generator (or torch's
 global RNG), whatever the options, so the same seed gives identical views and the geometry does not
 change when ``photometric`` is switched off.
