@@ -28,8 +28,23 @@ def reference_color_jitter(x: torch.Tensor, factors: torch.Tensor, order: torch.
         if hue_on:
             idx = (op == 3).nonzero()[:, 0]
             if idx.numel():
-                x[idx] = _adjust_hue(x[idx], factors[idx, 3])
+                x[idx] = reference_adjust_hue(x[idx], factors[idx, 3])
     return x
+
+
+def reference_adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    r, g, b = x.unbind(1)
+    maxc = x.amax(dim=1)
+    chroma = maxc - x.amin(dim=1)
+    inv = 1.0 / chroma.clamp(min=1e-12)
+    is_r = maxc == r
+    is_g = (maxc == g) & ~is_r
+    is_b = ~(is_r | is_g)
+    h6 = is_r * ((g - b) * inv) + is_g * (2.0 + (b - r) * inv) + is_b * (4.0 + (r - g) * inv)
+    t = h6.unsqueeze(1) + (x.new_tensor([5.0, 3.0, 1.0]).view(1, 3, 1, 1) + 6.0 * shift.view(-1, 1, 1, 1))
+    k = t - 6.0 * torch.floor(t * (1.0 / 6.0))
+    weight = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
+    return maxc.unsqueeze(1) - chroma.unsqueeze(1) * weight
 
 
 def reference_gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, max_sigma: float) -> torch.Tensor:
@@ -75,3 +90,14 @@ def test_gaussian_blur_is_bit_identical_to_the_reference(m: int, size: int) -> N
         sigma = 0.1 + (max_sigma - 0.1) * torch.rand(m, generator=g)
         expected = reference_gaussian_blur(x, sigma, max_sigma)
         assert torch.equal(_gaussian_blur(x, sigma, max_sigma), expected), max_sigma
+
+
+@pytest.mark.parametrize(("m", "size"), SHAPES)
+def test_adjust_hue_is_bit_identical_to_the_reference(m: int, size: int) -> None:
+    g = torch.Generator().manual_seed(m * 10 + size)
+    for trial in range(3):
+        x = torch.rand(m, 3, size, size, generator=g)
+        if trial == 1:
+            x = (x * 4).round() / 4  # ties between channels (R before G before B) and grey pixels
+        shift = torch.rand(m, generator=g) - 0.5
+        assert torch.equal(_adjust_hue(x, shift), reference_adjust_hue(x, shift)), trial
