@@ -16,8 +16,9 @@ runs it. Two paths of the same library, selected with ``--path``:
   the float image (the only path before uint8 decoding existed);
 * ``after``: ``dataset.image_uint8`` (the same PIL decode, no float image) and the augmentation on the uint8
   image (views cropped and resized in 8 bits, then converted to float), the path the training loader takes
-  for file datasets; the photometric ops are the same code as before (channels-last blur, jitter grouped by
-  op: bit-identical results, faster). A row also times ``torchvision.io.decode_jpeg`` for comparison.
+  for file datasets; the photometric ops are the same code for both paths (channels-last blur, jitter in
+  place per image, in-place hue: bit-identical to the earlier kernels, faster). A row also times
+  ``torchvision.io.decode_jpeg`` for comparison.
 
 Stages, each timed on its own over every image (process CPU time, the honest per-core figure on a shared
 machine; wall time beside it): **decode**, **crops** (box sampling, crop, resize, flip, to float),
