@@ -185,6 +185,29 @@ def image_tensor(image: Any) -> torch.Tensor:
     return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0).contiguous()
 
 
+def load_rgb_uint8(path: Path, size: int | None = None, resize: str = "stretch") -> torch.Tensor:
+    """The image at ``path`` as ``uint8 (3, H, W)`` RGB with channels-last strides, never converted to float.
+
+    The training loader's decode (the file datasets' ``image_uint8``): augmentations that accept uint8 crop and
+    resize in 8 bits and convert only their views to float, so the full-size float image of
+    :func:`image_tensor` (as costly as the decode itself) is never built. The pixels are exactly those of
+    :func:`load_rgb` (same decoder, modes, resize policy and :class:`~dssl.errors.BadImageError`). The
+    ``(H, W, 3)`` array is only permuted, which leaves channels-last strides: the layout of torch's vectorised
+    8-bit resize. (``torchvision.io.decode_jpeg`` decodes a JPEG about a third faster, but torchvision 0.29
+    deprecates its image decoders; ``benchmarks/perf/input_pipeline.py`` measures both.)
+
+    Args:
+        path: Image file.
+        size: The dataset's resize side (``None``: native size).
+        resize: Its resize mode (see ``files_config``).
+
+    Raises:
+        BadImageError: the file is missing, empty, truncated or not an image.
+    """
+    image = resize_image(load_rgb(path), size, resize)
+    return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)
+
+
 class SegmentationFiles(Dataset[dict[str, torch.Tensor]]):
     """Image/mask file pairs decoded per item; the subclass-free core of every dense file dataset.
 
@@ -231,6 +254,13 @@ class SegmentationFiles(Dataset[dict[str, torch.Tensor]]):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {len(self)} images, size={self.size})"
+
+    def image_uint8(self, index: int) -> torch.Tensor:
+        """The image of item ``index`` as ``uint8 (3, H, W)`` (see :func:`load_rgb_uint8`), without its mask.
+
+        What the training loader reads: training needs no mask, and the augmentation crops in 8 bits.
+        """
+        return load_rgb_uint8(self.pairs[index][0], self.size, self.resize)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         image_path, source = self.pairs[index]

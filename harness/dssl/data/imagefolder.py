@@ -21,7 +21,16 @@ from typing import ClassVar
 import torch
 from torch.utils.data import Dataset
 
-from dssl.data.files import IMAGE_SUFFIXES, dataset_root, image_tensor, load_rgb, require_dir, resize_image, truncate
+from dssl.data.files import (
+    IMAGE_SUFFIXES,
+    dataset_root,
+    image_tensor,
+    load_rgb,
+    load_rgb_uint8,
+    require_dir,
+    resize_image,
+    truncate,
+)
 from dssl.data.imagefolder_config import ImageFolderOptions
 from dssl.errors import ConfigError
 
@@ -58,6 +67,13 @@ class ImageFolderDataset(Dataset[dict[str, torch.Tensor]]):
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def image_uint8(self, index: int) -> torch.Tensor:
+        """The image of item ``index`` as ``uint8 (3, H, W)`` (see :func:`~dssl.data.files.load_rgb_uint8`).
+
+        What the training loader reads: the augmentation crops in 8 bits and converts only its views to float.
+        """
+        return load_rgb_uint8(self.samples[index][0], self.size, self.resize)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         """``image`` ``float32 (3, H, W)`` in [0, 1], ``label`` ``int64 ()``, ``index`` ``int64 ()``."""

@@ -51,7 +51,9 @@ class DenseDataset(Protocol):
 
     A dataset without masks (image classification, unlabelled images) sets ``has_masks = False``, so that the
     dense evaluators refuse it with a clear message; a dataset may set ``split`` (its split's name), which keys
-    the evaluators' shared feature cache.
+    the evaluators' shared feature cache. A dataset read from image files may add ``image_uint8(i)``, the item's
+    image as ``uint8 (3, H, W)`` without its mask, which the training loader reads instead of ``dataset[i]`` when
+    the augmentation has ``accepts_uint8`` (the file datasets do; :mod:`dssl.engine.loader`).
     """
 
     num_classes: int

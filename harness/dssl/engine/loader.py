@@ -75,7 +75,8 @@ class ViewDataset(Dataset):
     """Applies an augmentation to the images of a dataset, seeded per draw.
 
     Args:
-        dataset: Images (``dataset[i]["image"]``).
+        dataset: Images: ``dataset.image_uint8(i)`` where the dataset has it (file datasets: ``uint8 (3, H, W)``,
+            without decoding masks) and the augmentation sets ``accepts_uint8``, else ``dataset[i]["image"]``.
         augmentation: Turns one image into views; called with a per-draw ``generator``.
         seed: Run seed.
         bad_images: ``"error"``: an unreadable image raises :class:`~dssl.errors.BadImageError`; ``"skip"``: it
@@ -101,6 +102,13 @@ class ViewDataset(Dataset):
         self.bad_images_log = bad_images_log
         self.skipped: list[BadImageError] = []
         self._bad_indices: set[int] = set()
+        # File datasets decode straight to uint8 for training (no mask, no full-size float image) when the
+        # augmentation says it crops uint8 images (``accepts_uint8``); otherwise, and for generated datasets,
+        # which have no such reader, the float item as before.
+        reader = getattr(dataset, "image_uint8", None)
+        self._read_uint8: Callable[[int], Any] | None = (
+            reader if getattr(augmentation, "accepts_uint8", False) else None
+        )
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
@@ -117,6 +125,8 @@ class ViewDataset(Dataset):
             if candidate in self._bad_indices:
                 continue
             try:
+                if self._read_uint8 is not None:
+                    return self._read_uint8(candidate)
                 return self.dataset[candidate]["image"]
             except BadImageError as exc:
                 if self.bad_images != "skip":

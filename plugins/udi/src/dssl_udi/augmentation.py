@@ -24,6 +24,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from dssl.plugin import DRAWS, MultiCrop, MultiCropOptions, Views, normalize
 from torch import Tensor
@@ -94,6 +96,9 @@ class UDIAugmentation:
         options: :class:`UDIAugmentationOptions`.
     """
 
+    #: Takes uint8 images (decoded files): MultiCrop crops them in 8 bits.
+    accepts_uint8: ClassVar[bool] = True
+
     def __init__(self, options: UDIAugmentationOptions | None = None) -> None:
         self.options = options or UDIAugmentationOptions()
         o = self.options
@@ -123,11 +128,9 @@ class UDIAugmentation:
         )
 
     def __call__(self, image: Tensor, generator: torch.Generator | None = None) -> Views:
-        """All views of one image ``(3, H, W)`` in ``[0, 1]`` (uint8 is scaled by 1/255)."""
+        """All views of one image ``(3, H, W)``: float in ``[0, 1]``, or uint8 (cropped in 8 bits by MultiCrop)."""
         if image.dim() != 3 or image.shape[0] != 3:
             raise ValueError(f"expected an image of shape (3, H, W), got {tuple(image.shape)}")
-        if image.dtype == torch.uint8:
-            image = image.float() / 255.0
         o, mc = self.options, self._multicrop
         n_views = o.n_views
         height, width = image.shape[-2:]
