@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from click.testing import CliRunner
 from dssl.cli.main import cli
 from dssl.errors import ConfigError
@@ -15,6 +14,9 @@ from dssl.grid.plan import CELL_INIT_PREFIX, PlannedCell, bind_trained_weights, 
 from dssl.grid.spec import load_grid
 from dssl.host import get_host
 
+from tests.core.test_grid import TINY_BASE as GRID_TINY_BASE
+from tests.core.test_grid import write_grid
+
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
@@ -22,20 +24,11 @@ POSTTRAIN = BENCHMARKS / "gpu-posttrain-vits16.yaml"
 #: Images each post-training run sees: 10 COCO train2017 epochs rounded down to a multiple of 64 and 128.
 POSTTRAIN_IMAGES = 1_182_720
 
-#: Tiny CPU cells: vit_cpu8 at 32 px, 2 images per step.
+#: Tiny CPU cells (test_grid's): vit_cpu8 at 32 px, 2 images per step; 40 steps, so profiles fit in them.
 TINY_BASE: dict[str, Any] = {
-    "device": "cpu",
-    "preset": "cpu",
+    **GRID_TINY_BASE,
     "optim": {"steps": 40, "batch_size": 2, "warmup_steps": 0, "num_workers": 0},
-    "augmentation": {"options": {"global_size": 32, "local_size": 16, "n_local": 2}},
-    "eval_dataset": {"name": "embedded", "options": {"num_train": 16, "num_val": 8}},
-    "log_every": 1,
 }
-
-
-def write_grid(path: Path, **data: Any) -> Path:
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
 
 
 def plan(path: Path, tmp_path: Path, **kwargs: Any) -> list[PlannedCell]:

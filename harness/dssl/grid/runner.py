@@ -7,6 +7,9 @@ outcome; :mod:`dssl.grid.leaderboard` aggregates the finished cells into the gri
 cell is recorded as a ``FAILED`` child run (tag ``dssl.error``) and the grid goes on; the grid then ends
 with :class:`~dssl.errors.RunFailedError`.
 
+The ``also_evaluate_on`` cells run after all the others, each on the weights its cell trained
+(:func:`~dssl.grid.plan.bind_trained_weights`); one whose cell did not finish fails without running.
+
 The grid's evaluators replace a preset's: evaluator options that a preset gives for evaluators the grid
 does not run (e.g. STELLAR's ``gpu`` preset configures ``knn`` and ``linear_cls``) are left out.
 """
@@ -120,6 +123,7 @@ def run_grid(
                 "backbones": [e.key for e in spec.backbones],
                 "datasets": [e.key for e in spec.datasets],
                 "evaluators": spec.evaluators,
+                "also_evaluate_on": [e.dataset.key for e in spec.also_evaluate_on],
                 "seeds": spec.seeds,
             }
         )
