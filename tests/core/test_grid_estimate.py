@@ -115,7 +115,7 @@ def test_estimate_profiles_a_tiny_cpu_grid_and_prints_per_cell_and_total_cpu_hou
     assert result.exit_code == 0, result.output
     row = next(line for line in result.output.splitlines() if "│ dino / vit_cpu8 / embedded" in line)
     cells = [c.strip() for c in row.split("│")[1:-1]]
-    runs, steps, batch, seconds, cpu_seconds, hours = cells[1:7]
+    runs, steps, batch, seconds, cpu_seconds, hours = (c.replace(",", "") for c in cells[1:7])
     assert (runs, steps, batch) == ("2", "360", "2")
     assert float(seconds) > 0 and float(cpu_seconds) > 0
     assert float(hours) == pytest.approx(float(seconds) * 360 * 2 / 3600, rel=0.01)

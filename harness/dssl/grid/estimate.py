@@ -406,6 +406,10 @@ def _memory(value: int | None) -> str:
     return f"{value / 2**30:.2f} GiB" if value >= 2**30 else f"{value / 2**20:.0f} MiB"
 
 
+def _seconds(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
 def _hours(value: float) -> str:
     return f"{value:,.1f}" if value >= 10 else f"{value:.3g}"
 
@@ -432,14 +436,14 @@ def render_estimate(estimate: GridEstimate, name: str) -> str:
     ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for cost in estimate.costs:
-        seconds = f"{cost.seconds_per_step:.3g}" + ("*" if cost.scaled else "")
+        seconds = _seconds(cost.seconds_per_step) + ("*" if cost.scaled else "")
         memory = _memory(cost.measurement.peak_memory_bytes)
         if cost.scaled:
             memory += f" (batch {cost.measurement.batch_size})"
         low, high = min(cost.steps_per_run), max(cost.steps_per_run)
         cpu = cost.cpu_seconds_per_step
         cpu_cells = (
-            [] if not estimate.on_cpu else ["n/a" if cpu is None else f"{cpu:.3g}" + ("*" if cost.scaled else "")]
+            [] if not estimate.on_cpu else ["n/a" if cpu is None else _seconds(cpu) + ("*" if cost.scaled else "")]
         )
         table.add_row(
             escape(cost.label),
