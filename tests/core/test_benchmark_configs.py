@@ -26,7 +26,7 @@ def test_warm_start_is_the_cpu_track_from_random_init_for_longer() -> None:
     }
 
 
-@pytest.mark.parametrize("name", ["cpu-smoke.yaml", "gpu-vits16.yaml"])
+@pytest.mark.parametrize("name", ["cpu-smoke.yaml", "gpu-vits16.yaml", "gpu-posttrain-vits16.yaml"])
 def test_grid_specs_load(name: str) -> None:
     spec = load_grid(BENCHMARKS / name)
     assert spec.objectives and spec.backbones and spec.seeds

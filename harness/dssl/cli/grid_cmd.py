@@ -11,6 +11,39 @@ from dssl.cli.context import host_from_context
 @click.argument("grid_file", metavar="FILE", type=click.Path(dir_okay=False))
 @click.option("--dry-run", is_flag=True, help="List the cells (label, seed, fingerprint, done/pending); run nothing.")
 @click.option(
+    "--estimate",
+    is_flag=True,
+    help="Time a few training steps of each distinct cell on this device and print per-cell and total "
+    "device-hours and peak memory; run nothing.",
+)
+@click.option(
+    "--estimate-steps",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Profiled steps per distinct cell (--estimate).",
+)
+@click.option(
+    "--estimate-warmup",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="Steps run before the profiled ones and not timed (--estimate).",
+)
+@click.option(
+    "--estimate-batch",
+    type=click.IntRange(min=1),
+    help="Profile at this batch size and scale the time per step linearly to each cell's batch (--estimate; "
+    "for a batch that does not fit this device).",
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override applied to every cell, after the grid file's own (repeatable), e.g. --set backbone.init=PATH.",
+)
+@click.option(
     "--parallel",
     type=click.IntRange(min=1),
     default=1,
@@ -38,6 +71,11 @@ def grid(
     ctx: click.Context,
     grid_file: str,
     dry_run: bool,
+    estimate: bool,
+    estimate_steps: int,
+    estimate_warmup: int,
+    estimate_batch: int | None,
+    sets: tuple[str, ...],
     parallel: int,
     tracking_uri: str | None,
     experiment: str | None,
@@ -58,11 +96,24 @@ def grid(
     from dssl.grid.spec import load_grid
     from dssl.tracking.mlflow_tracker import default_tracking_uri
 
-    spec = load_grid(grid_file)
+    spec = load_grid(grid_file, sets=sets)
     host = host_from_context(ctx)
     uri = tracking_uri or default_tracking_uri()
     experiment = experiment or spec.experiment or "dssl"
     name = spec.name or "grid"
+    if estimate:
+        from dssl.grid.estimate import estimate_grid, render_estimate
+
+        cells = plan_grid(
+            spec, host=host, tracking_uri=uri, experiment=experiment, data_root=data_root, source=grid_file
+        )
+        obj = ctx.find_root().obj or {}
+        plugins = {"disabled": tuple(obj.get("disabled", ())), "strict": bool(obj.get("strict", False))}
+        found = estimate_grid(
+            cells, host=host, steps=estimate_steps, warmup=estimate_warmup, batch_size=estimate_batch, plugins=plugins
+        )
+        click.echo(render_estimate(found, name))
+        return
     if dry_run:
         cells = plan_grid(
             spec, host=host, tracking_uri=uri, experiment=experiment, data_root=data_root, source=grid_file

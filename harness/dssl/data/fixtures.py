@@ -254,3 +254,14 @@ def write_coco_things(data_root: Path) -> Path:
     for split, n in (("train2017", SPLIT_SIZES["train"]), ("val2017", SPLIT_SIZES["val"])):
         _coco_split(root, split, n, with_stuff=False)
     return Path(data_root)
+
+
+def write_coco_images(data_root: Path) -> Path:
+    """``coco/{train2017,val2017}/<id>.jpg``: COCO's images as the official ``train2017.zip`` / ``val2017.zip``
+    unpack them, without annotations (training images read as a flat ``imagefolder``: root ``coco``)."""
+    root = Path(data_root) / "coco"
+    for split, n in (("train2017", SPLIT_SIZES["train"]), ("val2017", SPLIT_SIZES["val"])):
+        for i in range(n):
+            image_id = 1000 * split.startswith("val") + i + 1
+            _save_rgb(root / split / f"{image_id:012d}.jpg", i, i + 1)
+    return Path(data_root)

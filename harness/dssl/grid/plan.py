@@ -38,6 +38,9 @@ LABEL_TAG = "dssl.grid.objective"
 #: Tag unique to one attempt at a cell, to find the run a (sub)process created.
 ATTEMPT_TAG = "dssl.grid.attempt"
 
+#: ``backbone.init`` of an ``also_evaluate_on`` cell until the cell it evaluates has trained: ``cell:<fingerprint>``.
+CELL_INIT_PREFIX = "cell:"
+
 CellStatus = Literal["pending", "done", "skipped", "finished", "failed"]
 
 
@@ -136,7 +139,7 @@ def plan_grid(
     """
     from dssl.api import resolve
 
-    planned = []
+    planned: list[PlannedCell] = []
     for cell in spec.cells():
         overrides: dict[str, Any] = cell.overrides() | {
             "tracking_uri": tracking_uri,
@@ -144,9 +147,14 @@ def plan_grid(
             "run_name": cell.run_name,
             "data_root": data_root,
         }
+        sets = cell.sets
+        if cell.evaluates is not None:
+            # The weights are the trained cell's: named by its fingerprint until it has a run (see runner); last,
+            # over any backbone.init the grid sets for the training.
+            sets = (*sets, f"backbone.init={CELL_INIT_PREFIX}{planned[cell.evaluates].fingerprint}")
         overrides["evaluators"] = list(cell.evaluators)
         try:
-            config = resolve(cell.base, host=host, sets=cell.sets, **overrides)
+            config = resolve(cell.base, host=host, sets=sets, **overrides)
         except (UsageError, ValidationError) as exc:
             where = f"grid file {source}: " if source else ""
             detail = describe_validation_error(exc) if isinstance(exc, ValidationError) else str(exc)
@@ -230,6 +238,38 @@ def _resumable_runs_by_fingerprint(tracking_uri: str, experiment: str, fingerpri
         if (Path(folder) / "checkpoints" / "last.pt").is_file() and not (Path(folder) / "results.json").exists():
             found[fingerprint] = run.info.run_id
     return found
+
+
+def bind_trained_weights(item: PlannedCell, trained: PlannedCell, *, tracking_uri: str) -> bool:
+    """Point an ``also_evaluate_on`` cell at the weights the cell it evaluates trained.
+
+    The weights are the trained run's local ``checkpoints/backbone.pt`` when its folder (tag
+    ``dssl.output_dir``) is on this machine, else ``runs:/RUN_ID``. The plan's fingerprint of ``item`` (which
+    names the trained cell's fingerprint) is kept: it identifies the cell in the experiment.
+
+    Args:
+        item: The pending evaluation-only cell (``item.cell.evaluates`` is ``trained``'s index).
+        trained: The cell whose weights it evaluates, after it ran (or was skipped as done).
+        tracking_uri: MLflow tracking URI of the grid.
+
+    Returns:
+        ``True`` when bound; ``False`` when ``trained`` has no finished run (``item`` is then marked failed).
+    """
+    from dssl.tracking.mlflow_tracker import OUTPUT_DIR_TAG
+
+    if trained.status not in ("finished", "skipped", "done") or trained.run_id is None:
+        item.status = "failed"
+        item.error = f"the cell it evaluates, {trained.title}, has no finished run"
+        return False
+    init = f"runs:/{trained.run_id}"
+    client = store_client(tracking_uri, create=False)
+    if client is not None:
+        folder = client.get_run(trained.run_id).data.tags.get(OUTPUT_DIR_TAG)
+        if folder and (Path(folder) / "checkpoints" / "backbone.pt").is_file():
+            init = str(Path(folder) / "checkpoints" / "backbone.pt")
+    backbone = item.config.backbone.model_copy(update={"init": init})
+    item.config = item.config.model_copy(update={"backbone": backbone})
+    return True
 
 
 def render_dry_run(cells: Sequence[PlannedCell], name: str) -> str:

@@ -7,6 +7,9 @@ outcome; :mod:`dssl.grid.leaderboard` aggregates the finished cells into the gri
 cell is recorded as a ``FAILED`` child run (tag ``dssl.error``) and the grid goes on; the grid then ends
 with :class:`~dssl.errors.RunFailedError`.
 
+The ``also_evaluate_on`` cells run after all the others, each on the weights its cell trained
+(:func:`~dssl.grid.plan.bind_trained_weights`); one whose cell did not finish fails without running.
+
 The grid's evaluators replace a preset's: evaluator options that a preset gives for evaluators the grid
 does not run (e.g. STELLAR's ``gpu`` preset configures ``knn`` and ``linear_cls``) are left out.
 """
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,7 +34,7 @@ from dssl.grid.leaderboard import (
     render_grid_markdown,
     row_json,
 )
-from dssl.grid.plan import GRID_TAG, GridOutcome, plan_grid, render_dry_run
+from dssl.grid.plan import GRID_TAG, GridOutcome, PlannedCell, bind_trained_weights, plan_grid, render_dry_run
 from dssl.grid.spec import GridSpec, LauncherSpec
 
 if TYPE_CHECKING:
@@ -120,6 +123,7 @@ def run_grid(
                 "backbones": [e.key for e in spec.backbones],
                 "datasets": [e.key for e in spec.datasets],
                 "evaluators": spec.evaluators,
+                "also_evaluate_on": [e.dataset.key for e in spec.also_evaluate_on],
                 "seeds": spec.seeds,
             }
         )
@@ -133,12 +137,17 @@ def run_grid(
             runner = run_spawned if parallel > 1 else run_in_process
         plugins = {"disabled": tuple(disabled), "strict": strict}
         execute = cell_executor(runner, parent.run_id, name, host, tracking_uri, experiment, plugins, console)
-        if parallel > 1:
-            with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="dssl-grid") as pool:
-                list(pool.map(lambda item: execute(item, parallel), pending))
-        else:
-            for item in pending:
-                execute(item, 1)
+        # Cells that train (and evaluate) first; then the also_evaluate_on cells, on the weights trained.
+        first = [item for item in pending if item.cell.evaluates is None]
+        _execute_all(first, execute, parallel)
+        then = []
+        for item in pending:
+            if item.cell.evaluates is not None:
+                if bind_trained_weights(item, cells[item.cell.evaluates], tracking_uri=tracking_uri):
+                    then.append(item)
+                else:
+                    console.print(escape(f"  {item.title}: {item.report}"), soft_wrap=True)
+        _execute_all(then, execute, parallel)
 
         outcome.rows = grid_rows(cells, tracking_uri=tracking_uri)
         counts = {s: sum(c.status == s for c in cells) for s in ("finished", "skipped", "failed")}
@@ -159,3 +168,13 @@ def run_grid(
             listed = "; ".join(f"{c.title}: {c.error}" for c in outcome.failed)
             raise RunFailedError(f"{len(outcome.failed)} of {len(cells)} grid cells failed: {listed}")
     return outcome
+
+
+def _execute_all(items: Sequence[PlannedCell], execute: Callable[[PlannedCell, int], None], parallel: int) -> None:
+    """Run ``items`` one after another, or ``parallel`` at a time."""
+    if parallel > 1:
+        with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="dssl-grid") as pool:
+            list(pool.map(lambda item: execute(item, parallel), items))
+    else:
+        for item in items:
+            execute(item, 1)

@@ -21,12 +21,21 @@ A grid file is YAML, validated by :class:`GridSpec` (unknown keys are errors)::
     checkpoints:                     # evaluation-only rows: weights evaluated as they are, never trained
       - {label: random-init, init: random}
       - {label: dinov2-s14, init: /ckpt/dinov2_vits14.pth, backbone: vit_s14_reg}
+    also_evaluate_on:                # more evaluation datasets: each cell's weights, evaluated there too
+      - {dataset: coco_stuff27, evaluators: [linear_seg]}
 
 Each cell's configuration is layered, lowest first: defaults < preset < ``base`` < the cell's axis values
 (objective, backbone, dataset, evaluators, seed) < ``set`` < the axis entries' ``set`` < matching
 ``overrides`` (in file order). A ``checkpoints`` entry is a row of its own next to the objectives (its label
 shares their namespace, also in ``overrides``): one evaluation-only cell (``dssl eval``) per backbone (its own
-``backbone``, else every backbone of the grid), dataset and seed. This module imports no torch.
+``backbone``, else every backbone of the grid), dataset and seed.
+
+The cells evaluate on ``base.eval_dataset`` (else their training dataset) with ``evaluators``. Each
+``also_evaluate_on`` entry adds, after all of those, one evaluation-only cell per cell of the grid: the weights
+that cell trained (or the checkpoint it evaluates) evaluated on the entry's dataset with the entry's evaluators,
+under the cell's own settings (the same backbone options, input size and seed). A cell that trains is followed
+by its evaluation once it finished (:attr:`GridCell.evaluates`). ``dssl grid --set`` overrides come last, over
+every layer of the file. This module imports no torch.
 
 Example:
     >>> spec = GridSpec.model_validate({"objectives": ["dino"], "evaluators": ["kmeans_seg"], "seeds": [0, 1]})
@@ -41,7 +50,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from dssl.config import RunConfig, parse_set, read_yaml_config
 from dssl.errors import ConfigError
@@ -124,6 +133,26 @@ class CheckpointEntry(_Strict):
         return _check_sets(value)
 
 
+class ExtraEvaluation(_Strict):
+    """Another evaluation dataset for every cell's weights (``also_evaluate_on``).
+
+    Attributes:
+        dataset: The evaluation dataset (name, label, and ``set`` overrides such as
+            ``eval_dataset.options.root=...``).
+        evaluators: Evaluators run on it.
+    """
+
+    dataset: AxisEntry
+    evaluators: list[str] = Field(min_length=1)
+
+    @field_validator("evaluators")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("evaluators must be unique")
+        return value
+
+
 class CellOverride(_Strict):
     """Overrides for the cells whose labels match.
 
@@ -178,6 +207,9 @@ class GridCell:
         sets: ``key.path=value`` overrides in order of precedence.
         checkpoint: The weights an evaluation-only cell evaluates; ``None`` for a cell that trains. Its
             ``objective`` then names the row (``name`` and ``label`` are the checkpoint's label).
+        evaluates: For an ``also_evaluate_on`` cell of a cell that trains: the index of that cell, whose
+            trained weights it evaluates (known once that cell finished).
+        eval_on: For an ``also_evaluate_on`` cell: the evaluation dataset entry.
     """
 
     index: int
@@ -189,24 +221,34 @@ class GridCell:
     evaluators: tuple[str, ...]
     sets: tuple[str, ...]
     checkpoint: CheckpointEntry | None = None
+    evaluates: int | None = None
+    eval_on: AxisEntry | None = None
 
     @property
     def label(self) -> str:
-        """``"<objective label> / <backbone label> / <dataset label>"``: the grid row (seeds share it)."""
-        return f"{self.objective.key} / {self.backbone.key} / {self.dataset.key}"
+        """``"<objective label> / <backbone label> / <dataset label>"``: the grid row (seeds share it); an
+        ``also_evaluate_on`` cell adds `` @ <evaluation dataset label>``."""
+        label = f"{self.objective.key} / {self.backbone.key} / {self.dataset.key}"
+        return label + (f" @ {self.eval_on.key}" if self.eval_on is not None else "")
 
     @property
     def run_name(self) -> str:
         """The MLflow run name of the cell."""
-        return f"{self.objective.key}-{self.backbone.key}-{self.dataset.key}-s{self.seed}"
+        name = f"{self.objective.key}-{self.backbone.key}-{self.dataset.key}-s{self.seed}"
+        return name + (f"-on-{self.eval_on.key}" if self.eval_on is not None else "")
 
     def overrides(self) -> dict[str, Any]:
-        """Keyword overrides for :func:`dssl.api.resolve` (the CLI-flag layer)."""
-        axes = {"backbone": self.backbone.name, "dataset": self.dataset.name}
+        """Keyword overrides for :func:`dssl.api.resolve` (the CLI-flag layer); an ``also_evaluate_on`` cell of a
+        cell that trains gets its ``init`` from the plan, once the trained cell's fingerprint is known."""
+        axes: dict[str, Any] = {"backbone": self.backbone.name, "dataset": self.dataset.name}
         axes |= {"evaluators": list(self.evaluators), "seed": self.seed}
-        if self.checkpoint is not None:
+        if self.eval_on is not None:
+            axes["eval_dataset.name"] = self.eval_on.name
+        if self.checkpoint is not None and self.evaluates is None:
             return axes | {"init": self.checkpoint.init}
-        return {"objective": self.objective.name} | axes
+        # A trained cell's evaluation resolves as the cell did (its objective's preset sets the backbone).
+        objective = {"objective": self.objective.name}
+        return objective | axes if self.checkpoint is None else objective | axes | {"init": self.checkpoint.init}
 
 
 class LauncherSpec(_Strict):
@@ -251,6 +293,8 @@ class GridSpec(_Strict):
         overrides: Per-cell overrides.
         launcher: Where the cells run (``dssl grid --launcher`` and its flags override it).
         checkpoints: Weights evaluated without training, each a row beside the objectives.
+        also_evaluate_on: More evaluation datasets, each with its evaluators: one evaluation-only cell per
+            cell and entry (see the module docstring).
     """
 
     name: str | None = Field(None, min_length=1, pattern=r"^[\w.+-]+$")
@@ -266,6 +310,23 @@ class GridSpec(_Strict):
     overrides: list[CellOverride] = Field(default_factory=list)
     launcher: LauncherSpec = Field(default_factory=LauncherSpec)
     checkpoints: list[CheckpointEntry] = Field(default_factory=list)
+    also_evaluate_on: list[ExtraEvaluation] = Field(default_factory=list)
+    #: ``dssl grid --set`` overrides: not part of the file, applied last to every cell (:meth:`with_sets`).
+    _cli_sets: tuple[str, ...] = PrivateAttr(default=())
+
+    def with_sets(self, sets: list[str] | tuple[str, ...]) -> GridSpec:
+        """A copy whose cells also get ``sets`` (``dssl grid --set``), after every override of the file.
+
+        Raises:
+            ConfigError: An assignment is not ``key.path=value`` or sets ``tracking``.
+        """
+        try:
+            checked = _check_sets(list(sets))
+        except ValueError as exc:
+            raise ConfigError(f"--set {exc}") from None
+        copy = self.model_copy()
+        copy._cli_sets = (*self._cli_sets, *checked)
+        return copy
 
     @field_validator("set")
     @classmethod
@@ -312,6 +373,10 @@ class GridSpec(_Strict):
             duplicate = next((label for label in labels if labels.count(label) > 1), None)
             if duplicate is not None:
                 raise ValueError(f"{axis} label {duplicate!r} appears twice; give entries distinct 'label's")
+        extra = [entry.dataset.key for entry in self.also_evaluate_on]
+        duplicate = next((label for label in extra if extra.count(label) > 1), None)
+        if duplicate is not None:
+            raise ValueError(f"also_evaluate_on: dataset label {duplicate!r} appears twice; give distinct 'label's")
         known = {axis: {entry.key for entry in entries} for axis, entries in axes.items()}
         known["objective"] |= {entry.label for entry in self.checkpoints}
         known["seed"] = {str(seed) for seed in self.seeds}
@@ -332,8 +397,33 @@ class GridSpec(_Strict):
         return self
 
     def cells(self) -> list[GridCell]:
-        """Expand the grid: one cell per (objective, backbone, dataset, seed), in that nesting order."""
-        return list(self._iter_cells())
+        """Expand the grid: one cell per (objective, backbone, dataset, seed), in that nesting order, then one
+        evaluation-only cell per cell and ``also_evaluate_on`` entry (entry-major)."""
+        cells = list(self._iter_cells())
+        index = len(cells)
+        for entry in self.also_evaluate_on:
+            for cell in cells[: self._n_main]:
+                trained = cell.checkpoint is None
+                checkpoint = cell.checkpoint or CheckpointEntry(label=cell.objective.key, init="random")
+                cells.append(
+                    replace(
+                        cell,
+                        index=index,
+                        evaluators=tuple(entry.evaluators),
+                        sets=(*cell.sets[: len(cell.sets) - len(self._cli_sets)], *entry.dataset.set, *self._cli_sets),
+                        checkpoint=checkpoint,
+                        evaluates=cell.index if trained else None,
+                        eval_on=entry.dataset,
+                    )
+                )
+                index += 1
+        return cells
+
+    @property
+    def _n_main(self) -> int:
+        """Cells before the ``also_evaluate_on`` ones."""
+        rows = len(self.objectives) * len(self.backbones) + sum(len(self._backbones_of(e)) for e in self.checkpoints)
+        return rows * len(self.datasets) * len(self.seeds)
 
     def _iter_cells(self) -> Iterator[GridCell]:
         trained = [(objective, backbone, None) for objective in self.objectives for backbone in self.backbones]
@@ -360,7 +450,7 @@ class GridSpec(_Strict):
             for override in self.overrides:
                 if override.matches(cell):
                     sets.extend(override.set)
-            yield replace(cell, sets=tuple(sets))
+            yield replace(cell, sets=(*sets, *self._cli_sets))
 
     def _backbones_of(self, entry: CheckpointEntry) -> list[AxisEntry]:
         """The backbones a checkpoint is evaluated on: its own (a grid label or a name), else the grid's."""
@@ -370,16 +460,16 @@ class GridSpec(_Strict):
 
     @property
     def n_cells(self) -> int:
-        """Number of cells (runs) in the grid."""
-        rows = len(self.objectives) * len(self.backbones) + sum(len(self._backbones_of(e)) for e in self.checkpoints)
-        return rows * len(self.datasets) * len(self.seeds)
+        """Number of cells (runs) in the grid, ``also_evaluate_on`` ones included."""
+        return self._n_main * (1 + len(self.also_evaluate_on))
 
 
-def load_grid(path: str | Path) -> GridSpec:
+def load_grid(path: str | Path, *, sets: list[str] | tuple[str, ...] = ()) -> GridSpec:
     """Read and validate a grid file.
 
     Args:
         path: The YAML grid file.
+        sets: ``dssl grid --set`` overrides, applied to every cell after the file's own.
 
     Returns:
         The validated grid; its ``name`` defaults to the file stem.
@@ -397,7 +487,7 @@ def load_grid(path: str | Path) -> GridSpec:
         raise ConfigError(f"grid file {path}: {exc}") from None
     if spec.name is None:
         spec = spec.model_copy(update={"name": path.stem})
-    return spec
+    return spec.with_sets(sets) if sets else spec
 
 
 def _describe(exc: ValidationError) -> str:

@@ -116,7 +116,9 @@ def training_batches(built: BuiltRun, *, start_step: int = 0, bad_images_log: Pa
     )
 
 
-def profile_bench(config: RunConfig, *, host: PluginHost, steps: int, warmup: int = 2, console: Any = None) -> Any:
+def profile_bench(
+    config: RunConfig, *, host: PluginHost, steps: int, warmup: int = 2, console: Any = None, profiler: Any = None
+) -> Any:
     """Time the phases of ``steps`` training steps of a configuration; no evaluation, nothing logged.
 
     The run is built exactly as :func:`run_bench` builds it and trained by the same
@@ -131,6 +133,8 @@ def profile_bench(config: RunConfig, *, host: PluginHost, steps: int, warmup: in
         steps: Steps to record (``>= 1``).
         warmup: Steps run first and not recorded.
         console: Rich console for the table (default: stdout).
+        profiler: A :class:`~dssl.engine.profiling.StepProfiler` (or subclass) for ``steps`` and ``warmup``;
+            default: a new one.
 
     Returns:
         The :class:`~dssl.engine.profiling.PhaseReport`.
@@ -151,7 +155,7 @@ def profile_bench(config: RunConfig, *, host: PluginHost, steps: int, warmup: in
         )
     console = console or Console()
     built = build_run(config, host)
-    profiler = StepProfiler(built.device, steps=steps, warmup=warmup)
+    profiler = profiler or StepProfiler(built.device, steps=steps, warmup=warmup)
     trainer = make_trainer(built, profiler=profiler)
     trainer.fit(training_batches(built))
     report = profiler.report()
