@@ -104,13 +104,13 @@ class DINOLoss(nn.Module):
         """
         pairs = self.pair_losses(student_logits, teacher_logits, teacher_temp=teacher_temp)
         n_teacher, n_student = pairs.shape
-        keep = torch.ones_like(pairs, dtype=torch.bool)
-        diag = torch.arange(min(n_teacher, n_student), device=pairs.device)
-        keep[diag, diag] = False
-        n_terms = int(keep.sum())
-        if n_terms == 0:
+        # The pairs v != q, row-major (the order of a boolean mask), indexed from the shape alone: no
+        # data-dependent size, so the loss compiles into one graph (see dssl.engine.compilation).
+        kept = [q * n_student + v for q in range(n_teacher) for v in range(n_student) if v != q]
+        if not kept:
             raise ValueError("DINO needs at least one pair of different views (two globals, or locals)")
-        loss = pairs[keep].sum() / n_terms
+        index = torch.tensor(kept, device=pairs.device)
+        loss = pairs.flatten()[index].sum() / len(kept)
         if update_center:
             t = _stack(teacher_logits, "teacher")
             self.center.update(t.reshape(-1, t.shape[-1]))

@@ -236,6 +236,10 @@ class UDIObjective(Objective):
 
     # ------------------------------------------------------------------ hooks
 
+    def compile_modules(self) -> list[nn.Module]:
+        """The backbone blocks and :class:`UDILoss` (its temperature arrives as a float: no recompile)."""
+        return [*super().compile_modules(), self.loss_fn]
+
     def before_optimizer_step(self, *, step: int) -> None:
         """Drop the gradients of the head's last layer while ``step < freeze_last_layer_steps``."""
         if step >= self.freeze_last_layer_steps:
