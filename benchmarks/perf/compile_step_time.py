@@ -49,7 +49,10 @@ def build(args: argparse.Namespace, *, compile: bool) -> tuple[Any, Any, list[An
     from dssl.runner import make_trainer, training_batches
 
     config = resolve(
-        objective="dino", backbone=args.backbone, preset=args.preset, sets=[*args.set, f"compile={str(compile).lower()}"]
+        objective="dino",
+        backbone=args.backbone,
+        preset=args.preset,
+        sets=[*args.set, f"compile={str(compile).lower()}"],
     )
     built = build(config)
     loader = iter(training_batches(built))
@@ -71,9 +74,12 @@ def main() -> None:
     parser.add_argument("--no-append", action="store_true", help="do not append to benchmarks/RESULTS.md")
     args = parser.parse_args()
 
+    import os
+
     import torch
     from torch._dynamo.utils import counters
 
+    load_at_start = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     torch.set_num_threads(args.threads)
     config, eager, batches = build(args, compile=False)
     _, fast, _ = build(args, compile=True)
@@ -89,7 +95,9 @@ def main() -> None:
     counters.clear()
     first_wall, first_cpu = run(fast, 1)
     graphs_first = int(counters["stats"]["unique_graphs"])
-    print(f"# first compiled step: {first_wall:.1f} s wall, {first_cpu:.1f} s CPU, {graphs_first} graphs", file=sys.stderr)
+    print(
+        f"# first compiled step: {first_wall:.1f} s wall, {first_cpu:.1f} s CPU, {graphs_first} graphs", file=sys.stderr
+    )
     run(eager, 1)
     if args.warmup:
         run(fast, args.warmup)
@@ -140,7 +148,8 @@ def main() -> None:
                 f"Settings: {settings}",
                 "Compiled: the student and teacher block stacks and DINOLoss (dssl.engine.compilation); schedules "
                 "and the step stay in eager Python. CPU time includes children (gcc, inductor compile workers). "
-                "Shared 2-core VM with other jobs running: wall times move with the load.",
+                "Shared 2-core VM with other jobs running: wall times move with the load (load average "
+                f"{load_at_start} when the script started; the machine line's is read when the section is written).",
             ],
             table=table,
             threads=args.threads,

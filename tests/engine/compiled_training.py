@@ -43,7 +43,9 @@ class TwoSteps:
         return [m["loss"] for m in self.metrics]
 
 
-def train_two_steps(method: str, *, compile: bool = False, backend: str = "inductor", precision: str = "fp32") -> TwoSteps:
+def train_two_steps(
+    method: str, *, compile: bool = False, backend: str = "inductor", precision: str = "fp32"
+) -> TwoSteps:
     """Train ``method`` (a key of :data:`METHODS`) for :data:`STEPS` steps on the CPU and report.
 
     Args:

@@ -46,9 +46,9 @@ def test_inductor_training_matches_eager(method: str, monkeypatch: pytest.Monkey
 
 
 def test_compilation_is_undone_and_leaves_the_state_dict_alone() -> None:
-    from tests.engine.compiled_training import _build_objective
-
     from dssl.host import get_host
+
+    from tests.engine.compiled_training import _build_objective
 
     objective = _build_objective(get_host().get("objective", "dino"))
     keys = list(objective.state_dict())
