@@ -37,12 +37,12 @@ def test_every_objective_traces_whole_without_recompiling(method: str) -> None:
 
 
 @pytest.mark.parametrize("method", ["dino", *SLOW_INDUCTOR])
-def test_inductor_training_matches_eager(method: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_inductor_training_matches_eager(method: str) -> None:
     import torch._inductor.config
 
     # Stochastic depth draws random numbers; inductor's own generator would draw different ones.
-    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)
-    _check_compiled_like_eager(method, "inductor", rel=1e-4)
+    with torch._inductor.config.patch(fallback_random=True):
+        _check_compiled_like_eager(method, "inductor", rel=1e-4)
 
 
 def test_compilation_is_undone_and_leaves_the_state_dict_alone() -> None:
