@@ -1,8 +1,8 @@
 """Two training steps of a registered objective through the engine, eager or compiled, for the compile tests.
 
-Import it as ``from tests.engine.compiled_training import ...``. The objective is the conformance one
-(``vit_t16`` at 32 px, the entry's ``test_options``), the batches are its augmentation's views of 2 random
-images; the same seed gives the same objective and batches, so eager and compiled runs are comparable.
+Import it as ``from tests.engine.compiled_training import ...``. The objective has the entry's ``test_options``
+on a 2-block ``vit_t16`` at 32 px, the batches are its augmentation's views of 2 random images (the conformance
+suite's); the same seed gives the same objective and batches, so eager and compiled runs are comparable.
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
         # it runs the GPU track's bf16 code paths on a machine without a GPU.
         return torch.bfloat16
     if device.type != "cuda":
-        # fp16 autocast on the CPU is slow and needs no grad scaler there: fp16 means CUDA, fp32 elsewhere.
+        # fp16 goes with CUDA's gradient scaler; elsewhere it means fp32, as before.
         return None
     return torch.float16
 
@@ -172,16 +172,10 @@ class Trainer:
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
     def fit(self, batches: Iterable[Any], *, progress: Any = None) -> TrainingSummary:
-        """Run from :attr:`start_step` to ``optim.steps`` (compiled parts compiled meanwhile); see :meth:`_fit`."""
-        if not self.compile:
-            return self._fit(batches, progress=progress)
-        from dssl.engine.compilation import compiled
-
-        with compiled(self.objective, backend=self.compile_backend):
-            return self._fit(batches, progress=progress)
-
-    def _fit(self, batches: Iterable[Any], *, progress: Any = None) -> TrainingSummary:
         """Run from :attr:`start_step` to ``optim.steps``; raises :class:`NonFiniteLossError`.
+
+        With ``compile``, the objective's ``compile_modules()`` run compiled meanwhile
+        (:func:`dssl.engine.compilation.compiled`) and eager again afterwards.
 
         Args:
             batches: An endless iterable of view batches; after :meth:`load_state_dict` it must start at
@@ -191,6 +185,15 @@ class Trainer:
         Returns:
             The summary; ``final_metrics`` are those of the last log window.
         """
+        if not self.compile:
+            return self._fit(batches, progress=progress)
+        from dssl.engine.compilation import compiled
+
+        with compiled(self.objective, backend=self.compile_backend):
+            return self._fit(batches, progress=progress)
+
+    def _fit(self, batches: Iterable[Any], *, progress: Any = None) -> TrainingSummary:
+        """The training loop of :meth:`fit`."""
         objective = self.objective
         objective.train()
         total = self.optim.steps
