@@ -60,3 +60,16 @@ def test_compilation_is_undone_and_leaves_the_state_dict_alone() -> None:
         assert list(objective.state_dict()) == keys
     assert all(m._compiled_call_impl is None for m in targets)
     assert isinstance(next(objective.parameters()), torch.nn.Parameter)
+
+
+def test_an_objective_without_compilable_parts_warns_and_runs_eager(caplog: pytest.LogCaptureFixture) -> None:
+    from dssl.objectives.base import Objective
+
+    class Plain(Objective):
+        def forward(self, batch, *, step):
+            return {"loss": self.backbone(batch).pow(2).mean()}
+
+    objective = Plain(torch.nn.Linear(2, 2), None, total_steps=1)
+    with compiled(objective, backend="eager") as modules:
+        assert modules == []
+    assert "found nothing to compile" in caplog.text

@@ -28,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 
 from torch import nn
@@ -70,6 +71,12 @@ def compiled(objective: nn.Module, *, backend: str = "inductor") -> Iterator[lis
         The compiled modules.
     """
     targets = compile_targets(objective)
+    if not targets:
+        logging.getLogger(__name__).warning(
+            "compile: true found nothing to compile in %s (no backbone with a 'blocks' stack, no compile_modules()); "
+            "training runs eager",
+            type(objective).__name__,
+        )
     for module in targets:
         module.compile(backend=backend, dynamic=False)
     try:
