@@ -44,7 +44,12 @@ class TwoSteps:
 
 
 def train_two_steps(
-    method: str, *, compile: bool = False, backend: str = "inductor", precision: str = "fp32"
+    method: str,
+    *,
+    compile: bool = False,
+    backend: str = "inductor",
+    precision: str = "fp32",
+    options: dict[str, Any] | None = None,
 ) -> TwoSteps:
     """Train ``method`` (a key of :data:`METHODS`) for :data:`STEPS` steps on the CPU and report.
 
@@ -53,6 +58,7 @@ def train_two_steps(
         compile: The run's ``compile`` setting.
         backend: ``torch.compile`` backend when compiling.
         precision: The run's ``precision`` (``bf16`` autocasts on the CPU).
+        options: Objective options over the method's.
     """
     import torch._dynamo
     from dssl.host import get_host
@@ -60,6 +66,7 @@ def train_two_steps(
     from torch._dynamo.utils import counters
 
     name, overrides = METHODS[method]
+    overrides = {**overrides, **(options or {})}
     entry = get_host().get("objective", name)
     if overrides:
         entry = _with_options(entry, overrides)

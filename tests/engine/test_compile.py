@@ -45,6 +45,17 @@ def test_inductor_training_matches_eager(method: str) -> None:
         _check_compiled_like_eager(method, "inductor", rel=1e-4)
 
 
+@pytest.mark.parametrize("method", ["dino", "udi"])
+def test_a_new_teacher_temperature_every_step_does_not_recompile(method: str) -> None:
+    # Warm-up over the 2 steps: the temperature differs at each; it reaches the compiled loss as a tensor.
+    options = {"warmup_teacher_temp_steps": 2, "teacher_temp": 0.07}
+    run = train_two_steps(method, compile=True, backend="aot_eager", options=options)
+    temperatures = [m["teacher_temp"] for m in run.metrics]
+    assert temperatures[0] != temperatures[1]
+    assert run.frames_after_step[1] == run.frames_after_step[0]
+    assert run.graph_breaks == 0
+
+
 def test_compilation_is_undone_and_leaves_the_state_dict_alone() -> None:
     from dssl.host import get_host
 
