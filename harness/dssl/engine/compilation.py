@@ -1,8 +1,8 @@
 """``compile: true``: compile the parts of an objective worth compiling, for the duration of training.
 
 Compiling the whole objective (``torch.compile(objective)``) traces Python that is no model: schedule
-look-ups (``float(schedule[step])``, a graph break), the step number (an int argument, so a recompile on every
-step), multi-crop grouping, random masks, data-dependent branches. What costs time in a step is the
+look-ups (``float(schedule[step])``, a graph break), the step number (an int argument the graph depends
+on), multi-crop grouping, random masks, data-dependent branches. What costs time in a step is the
 backbone and, for methods with wide heads (DINO: 65 536 prototypes), the loss. So the engine compiles
 
 * the **transformer block stack** of every backbone in the objective (student and EMA teacher): the
@@ -10,12 +10,17 @@ backbone and, for methods with wide heads (DINO: 65 536 prototypes), the loss. S
   masked forwards (STELLAR) all go through. The stack is one unit (not each block: blocks differ in their
   stochastic-depth rate, a float the compiled code guards on, so each block would recompile);
 * the modules an objective lists in :meth:`~dssl.objectives.base.Objective.compile_modules` (DINO's and
-  UDI's losses, whose teacher temperature arrives as a Python float: dynamo passes floats as inputs
-  (``specialize_float`` is off), so a new temperature does not recompile).
+  UDI's losses; CoTAP inherits DINO's).
 
 Each module is compiled with ``dynamic=False``: each crop resolution (global, local, masked) gets its own
-static graph, compiled once at the first step that meets it; no later step recompiles. Schedules,
-the step number and random draws stay in eager Python and reach the compiled code as floats or tensors.
+static graph, compiled once at the first step that meets it; no later step recompiles. Schedules, the step
+number and random draws stay in eager Python. A value that changes from step to step must reach compiled code
+as a tensor (the teacher temperature: :func:`~dssl.layers.schedules.schedule_scalar`): a Python float is a
+constant of a static graph, so each new value would compile it again.
+
+All compiled modules share dynamo's cache of ``nn.Module._call_impl``, which holds ``torch._dynamo.config.
+recompile_limit`` (8) graphs: an objective with more (module, input shape, grad mode) combinations than that
+runs the rest eager, with dynamo's warning. The six first-party objectives need 3 to 4.
 
 After training the modules are returned to eager mode, so that evaluation (other sizes, no gradient) does
 not compile again.

@@ -188,7 +188,8 @@ class Objective(nn.Module):
         :func:`backbone_blocks`). Override to add modules whose forward is one clean graph, typically the loss
         (``[*super().compile_modules(), self.loss_fn]``); leave out modules with data-dependent Python
         (``int(tensor)``, ``nonzero`` row selection), which would break the graph on every call. Schedules and
-        the step number must not be read inside them: pass their values in as floats or tensors.
+        the step number must not be read inside them: pass a value that changes per step in as a 0-d tensor
+        (:func:`~dssl.layers.schedules.schedule_scalar`; a float is a constant of the compiled graph).
         """
         return backbone_blocks(self)
 

@@ -132,7 +132,7 @@ class DINOObjective(Objective):
         return {"loss": loss, "teacher_temp": temp}
 
     def compile_modules(self) -> list[nn.Module]:
-        """The backbone blocks and :class:`DINOLoss` (its temperature arrives as a float: no recompile)."""
+        """The backbone blocks and :class:`DINOLoss` (its temperature arrives as a tensor: no recompile)."""
         return [*super().compile_modules(), self.loss_fn]
 
     def before_optimizer_step(self, *, step: int) -> None:

@@ -238,7 +238,7 @@ class UDIObjective(Objective):
     # ------------------------------------------------------------------ hooks
 
     def compile_modules(self) -> list[nn.Module]:
-        """The backbone blocks and :class:`UDILoss` (its temperature arrives as a float: no recompile)."""
+        """The backbone blocks and :class:`UDILoss` (its temperature arrives as a tensor: no recompile)."""
         return [*super().compile_modules(), self.loss_fn]
 
     def before_optimizer_step(self, *, step: int) -> None:
