@@ -118,7 +118,11 @@ class RunConfig(_Section):
     seed: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="auto: bf16 on CUDA, fp32 on CPU.")
-    compile: bool = Field(False, description="torch.compile the objective.")
+    compile: bool = Field(
+        False,
+        description="torch.compile the backbone blocks and the loss while training (schedules stay eager; "
+        "the first step compiles).",
+    )
     backbone: BackboneConfig = Field(default_factory=BackboneConfig)
     objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
     augmentation: AugmentationConfig = Field(default_factory=AugmentationConfig)

@@ -31,8 +31,8 @@ What is here, by use:
   :class:`ViTBackbone` / :func:`build_vit` and :class:`ViTOptions`.
 * **Building blocks** — :class:`EMATeacher`, :func:`momentum_schedule`, :class:`MLP`, :class:`DINOHead`,
   :func:`trunc_normal_init`, :class:`Center`, :func:`distributed_mean`, :func:`set_drop_path_rate`,
-  :func:`forward_views`, :func:`schedule_value`, :func:`cosine_schedule`, :func:`linear_warmup_then_constant`,
-  :func:`sinkhorn_knopp`, :func:`sinkhorn_match`, :func:`koleo_loss`.
+  :func:`forward_views`, :func:`schedule_value`, :func:`schedule_scalar`, :func:`cosine_schedule`,
+  :func:`linear_warmup_then_constant`, :func:`sinkhorn_knopp`, :func:`sinkhorn_match`, :func:`koleo_loss`.
 * **Datasets** — :class:`DenseDataset` (what a dataset offers), :class:`DatasetItem` (its items),
   :class:`DatasetFactory` (what a dataset entry names).
 * **Evaluators** — :class:`Evaluator`, :class:`DenseEvaluator`, :class:`ImageEvaluator` (base classes),
@@ -101,7 +101,7 @@ if TYPE_CHECKING:
     from dssl.layers.heads import MLP, DINOHead, trunc_normal_init
     from dssl.layers.koleo import koleo_loss
     from dssl.layers.multicrop_forward import forward_views
-    from dssl.layers.schedules import cosine_schedule, linear_warmup_then_constant, schedule_value
+    from dssl.layers.schedules import cosine_schedule, linear_warmup_then_constant, schedule_scalar, schedule_value
     from dssl.layers.sinkhorn import sinkhorn_knopp, sinkhorn_match
     from dssl.objectives.base import Objective, decay_param_groups
     from dssl.objectives.dino import DINOObjective
@@ -170,6 +170,7 @@ _EXPORTS: dict[str, str] = {
     "set_drop_path_rate": "dssl.layers.drop_path",
     "forward_views": "dssl.layers.multicrop_forward",
     "schedule_value": "dssl.layers.schedules",
+    "schedule_scalar": "dssl.layers.schedules",
     "cosine_schedule": "dssl.layers.schedules",
     "linear_warmup_then_constant": "dssl.layers.schedules",
     "sinkhorn_knopp": "dssl.layers.sinkhorn",
@@ -290,6 +291,7 @@ __all__ = [
     "points_to_grid",
     "roi_align",
     "roi_sampling_grid",
+    "schedule_scalar",
     "schedule_value",
     "set_drop_path_rate",
     "sinkhorn_knopp",

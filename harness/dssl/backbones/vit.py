@@ -284,6 +284,10 @@ class ViTBackbone(nn.Module):
 
     def run_blocks(self, tokens: Tensor, start: int = 0, end: int | None = None) -> Tensor:
         """Run blocks ``start..end-1`` (Python slice semantics) on ``tokens`` ``(B, T, D)``."""
+        if start == 0 and end is None and not (self.vit.grad_checkpointing and self.training):
+            # All blocks in one call of timm's nn.Sequential (the same block calls in the same order): the
+            # module that `compile: true` compiles (dssl.engine.compilation), one graph for the whole stack.
+            return self.vit.blocks(tokens)
         for block in self.vit.blocks[start:end]:
             tokens = self._run_block(block, tokens)
         return tokens

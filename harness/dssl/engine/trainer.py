@@ -48,10 +48,14 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
         return torch.bfloat16 if device.type == "cuda" else None
     if precision == "fp32":
         return None
+    if precision == "bf16":
+        # Also on the CPU when asked for explicitly (``auto`` stays fp32 there, which keeps CPU runs exact):
+        # it runs the GPU track's bf16 code paths on a machine without a GPU.
+        return torch.bfloat16
     if device.type != "cuda":
-        # Mixed precision on the CPU is slow and not what the presets mean; fp32 keeps CPU runs exact.
+        # fp16 goes with CUDA's gradient scaler; elsewhere it means fp32, as before.
         return None
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return torch.float16
 
 
 def build_optimizer(param_groups: Iterable[dict[str, Any]], device: torch.device) -> torch.optim.AdamW:
@@ -96,7 +100,9 @@ class Trainer:
         on_checkpoint: Called with the 1-based step every ``checkpoint_every`` steps, and after the step at which
             ``stop_requested`` asks training to stop.
         checkpoint_every: 0 disables periodic checkpoints.
-        compile: ``torch.compile`` the objective's forward.
+        compile: Compile the objective's backbone blocks and losses while :meth:`fit` runs (see
+            :mod:`dssl.engine.compilation`); the objective's Python (schedules, step) stays eager.
+        compile_backend: ``torch.compile`` backend when ``compile`` is set.
         profiler: Optional :class:`~dssl.engine.profiling.StepProfiler`: each step's phases (data, forward,
             backward, optimizer, logging) are reported to it, and :meth:`fit` stops once it has recorded
             its steps.
@@ -117,6 +123,7 @@ class Trainer:
         on_checkpoint: Callable[[int], None] | None = None,
         checkpoint_every: int = 0,
         compile: bool = False,
+        compile_backend: str = "inductor",
         profiler: StepProfiler | None = None,
         stop_requested: Callable[[], str | None] | None = None,
     ) -> None:
@@ -129,7 +136,8 @@ class Trainer:
         self.on_metrics = on_metrics
         self.on_checkpoint = on_checkpoint
         self.checkpoint_every = checkpoint_every
-        self.forward = torch.compile(objective) if compile else objective
+        self.compile = compile
+        self.compile_backend = compile_backend
         self.optimizer = build_optimizer(objective.param_groups(), device)  # type: ignore[operator]
         total = optim.steps
         peak_lr = optim.lr * optim.batch_size / 256.0
@@ -166,6 +174,9 @@ class Trainer:
     def fit(self, batches: Iterable[Any], *, progress: Any = None) -> TrainingSummary:
         """Run from :attr:`start_step` to ``optim.steps``; raises :class:`NonFiniteLossError`.
 
+        With ``compile``, the objective's ``compile_modules()`` run compiled meanwhile
+        (:func:`dssl.engine.compilation.compiled`) and eager again afterwards.
+
         Args:
             batches: An endless iterable of view batches; after :meth:`load_state_dict` it must start at
                 the batch of :attr:`start_step` (``training_loader(..., start_step=...)``).
@@ -174,6 +185,15 @@ class Trainer:
         Returns:
             The summary; ``final_metrics`` are those of the last log window.
         """
+        if not self.compile:
+            return self._fit(batches, progress=progress)
+        from dssl.engine.compilation import compiled
+
+        with compiled(self.objective, backend=self.compile_backend):
+            return self._fit(batches, progress=progress)
+
+    def _fit(self, batches: Iterable[Any], *, progress: Any = None) -> TrainingSummary:
+        """The training loop of :meth:`fit`."""
         objective = self.objective
         objective.train()
         total = self.optim.steps
@@ -203,7 +223,7 @@ class Trainer:
                 profiler.mark("data")
             self._set_schedules(step)
             with self._autocast():
-                outputs = self.forward(batch, step=step)
+                outputs = objective(batch, step=step)
             loss = outputs["loss"]
             finite = torch.isfinite(loss.detach())
             first_bad = torch.where(finite, first_bad, torch.clamp(first_bad, max=step))

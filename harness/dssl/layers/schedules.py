@@ -26,7 +26,7 @@ import math
 
 import torch
 
-__all__ = ["cosine_schedule", "linear_warmup_then_constant", "linspace_np", "schedule_value"]
+__all__ = ["cosine_schedule", "linear_warmup_then_constant", "linspace_np", "schedule_scalar", "schedule_value"]
 
 
 def linspace_np(start: float, stop: float, num: int) -> torch.Tensor:
@@ -134,3 +134,18 @@ def schedule_value(schedule: torch.Tensor, step: int) -> float:
     if step < 0:
         raise ValueError(f"step must be >= 0, got {step}")
     return float(schedule[min(step, schedule.numel() - 1)])
+
+
+def schedule_scalar(schedule: torch.Tensor, step: int) -> torch.Tensor:
+    """:func:`schedule_value` as a 0-d float32 CPU tensor, for values that enter compiled code (a temperature).
+
+    A Python float argument is a constant to a compiled graph (``compile: true`` compiles with
+    ``dynamic=False``): every new value would compile the graph again. A tensor is an input, so one graph
+    serves every step. The float32 value is the one the float would have become in a float32 operation
+    (the same rounding), so eager results do not change.
+
+    Args:
+        schedule: A 1-d schedule tensor of length ``>= 1``.
+        step: Zero-based global optimisation step (``>= 0``).
+    """
+    return torch.tensor(schedule_value(schedule, step), dtype=torch.float32)

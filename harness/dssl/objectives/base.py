@@ -36,7 +36,30 @@ if TYPE_CHECKING:
 
     from dssl.augment.multicrop import ViewBatch
 
-__all__ = ["Objective", "decay_param_groups"]
+__all__ = ["Objective", "backbone_blocks", "decay_param_groups"]
+
+
+def backbone_blocks(module: nn.Module) -> list[nn.Module]:
+    """The transformer block stack of every backbone inside ``module`` (student, EMA teacher), in module order.
+
+    A backbone is a submodule with ``patch_size`` and ``embed_dim`` (the :class:`~dssl.backbones.tokens.Backbone`
+    contract); its stack is its ``blocks`` module when it has one (dssl's ViT: timm's ``nn.Sequential``, which
+    :meth:`~dssl.backbones.vit.ViTBackbone.run_blocks` calls once for all blocks). The stack, not each block,
+    is the unit: blocks differ in their stochastic-depth rate, a Python float that compiled code would guard
+    on, so per-block compilation would recompile for every block.
+
+    Args:
+        module: Usually an objective.
+
+    Returns:
+        The block stacks; empty when no backbone has ``blocks``.
+    """
+    stacks: list[nn.Module] = []
+    for sub in module.modules():
+        blocks = getattr(sub, "blocks", None)
+        if hasattr(sub, "patch_size") and hasattr(sub, "embed_dim") and isinstance(blocks, nn.Module):
+            stacks.append(blocks)
+    return stacks
 
 
 def decay_param_groups(
@@ -157,6 +180,18 @@ class Objective(nn.Module):
         """Optimizer parameter groups over the trainable parameters (DINO's no-decay rule, see
         :func:`decay_param_groups`)."""
         return decay_param_groups(self.named_parameters())
+
+    def compile_modules(self) -> list[nn.Module]:
+        """Modules the engine compiles when the run sets ``compile: true`` (see :mod:`dssl.engine.compilation`).
+
+        Default: the transformer block stack of every backbone (student and teacher, see
+        :func:`backbone_blocks`). Override to add modules whose forward is one clean graph, typically the loss
+        (``[*super().compile_modules(), self.loss_fn]``); leave out modules with data-dependent Python
+        (``int(tensor)``, ``nonzero`` row selection), which would break the graph on every call. Schedules and
+        the step number must not be read inside them: pass a value that changes per step in as a 0-d tensor
+        (:func:`~dssl.layers.schedules.schedule_scalar`; a float is a constant of the compiled graph).
+        """
+        return backbone_blocks(self)
 
     def before_optimizer_step(self, *, step: int) -> None:
         """Called after ``backward`` and gradient clipping, before ``optimizer.step()``. Default: no-op."""

@@ -36,7 +36,7 @@ from dssl.layers.drop_path import set_drop_path_rate
 from dssl.layers.ema import EMATeacher, momentum_schedule
 from dssl.layers.heads import DINOHead
 from dssl.layers.multicrop_forward import forward_views
-from dssl.layers.schedules import linear_warmup_then_constant, schedule_value
+from dssl.layers.schedules import linear_warmup_then_constant, schedule_scalar, schedule_value
 from dssl.objectives.base import Objective
 from dssl.objectives.dino_config import DINOOptions
 from dssl.objectives.dino_loss import DINOLoss
@@ -117,7 +117,7 @@ class DINOObjective(Objective):
         crops = list(batch.crops)
         n_global = int(batch.n_global)
         n_views, b = len(crops), crops[0].shape[0]
-        temp = schedule_value(self.teacher_temp_schedule, step)
+        temp = schedule_scalar(self.teacher_temp_schedule, step)  # a tensor: compiled losses do not recompile
         with torch.no_grad():
             t_out = forward_views(self.teacher["backbone"], crops[:n_global])
             t_logits = self.teacher["head"](torch.cat([o.cls for o in t_out]))
@@ -129,7 +129,11 @@ class DINOObjective(Objective):
             teacher_temp=temp,
             update_center=self.training,
         )
-        return {"loss": loss, "teacher_temp": torch.tensor(temp, dtype=torch.float32)}
+        return {"loss": loss, "teacher_temp": temp}
+
+    def compile_modules(self) -> list[nn.Module]:
+        """The backbone blocks and :class:`DINOLoss` (its temperature arrives as a tensor: no recompile)."""
+        return [*super().compile_modules(), self.loss_fn]
 
     def before_optimizer_step(self, *, step: int) -> None:
         """Drop the gradients of the head's last layer while ``step < freeze_last_layer_steps``."""

@@ -62,14 +62,15 @@ class DINOLoss(nn.Module):
         student_logits: torch.Tensor | Sequence[torch.Tensor],
         teacher_logits: torch.Tensor | Sequence[torch.Tensor],
         *,
-        teacher_temp: float,
+        teacher_temp: float | torch.Tensor,
     ) -> torch.Tensor:
         """Batch-mean cross-entropy of every (teacher view q, student view v) pair, including v == q.
 
         Args:
             student_logits: ``(V, B, K)`` or ``V`` tensors ``(B, K)``.
             teacher_logits: ``(G, B, K)`` or ``G`` tensors ``(B, K)``, raw (un-centred); ``G <= V``.
-            teacher_temp: Teacher temperature ``τ_t``.
+            teacher_temp: Teacher temperature ``τ_t``: a float, or a 0-d tensor (what the objectives pass, so
+                that a compiled loss takes a new temperature without compiling again).
 
         Returns:
             Float32 ``(G, V)`` matrix; entry ``(q, v)`` is ``mean_b −Σ_k P_t(q) log P_s(v)``.
@@ -80,7 +81,7 @@ class DINOLoss(nn.Module):
             raise ValueError(f"incompatible teacher {tuple(t.shape)} and student {tuple(s.shape)} logits")
         with torch.autocast(device_type=s.device.type, enabled=False):
             log_p = F.log_softmax(s.float() / self.student_temp, dim=-1)
-            q = F.softmax(self.center(t.detach()) / float(teacher_temp), dim=-1)
+            q = F.softmax(self.center(t.detach()) / teacher_temp, dim=-1)
             return -torch.einsum("gbk,vbk->gv", q, log_p) / s.shape[1]
 
     def forward(
@@ -88,7 +89,7 @@ class DINOLoss(nn.Module):
         student_logits: torch.Tensor | Sequence[torch.Tensor],
         teacher_logits: torch.Tensor | Sequence[torch.Tensor],
         *,
-        teacher_temp: float,
+        teacher_temp: float | torch.Tensor,
         update_center: bool = True,
     ) -> torch.Tensor:
         """The DINO loss (mean over pairs ``v ≠ q``); then, if ``update_center``, the centre update.
@@ -96,7 +97,7 @@ class DINOLoss(nn.Module):
         Args:
             student_logits: ``(V, B, K)`` or ``V`` tensors ``(B, K)``; the first ``G`` views are the globals.
             teacher_logits: ``(G, B, K)`` or ``G`` tensors ``(B, K)``, raw teacher logits of the globals.
-            teacher_temp: Teacher temperature of this step.
+            teacher_temp: Teacher temperature of this step (a float or a 0-d tensor).
             update_center: Update the centre after computing the loss (DINO does so on every call).
 
         Returns:
@@ -104,13 +105,13 @@ class DINOLoss(nn.Module):
         """
         pairs = self.pair_losses(student_logits, teacher_logits, teacher_temp=teacher_temp)
         n_teacher, n_student = pairs.shape
-        keep = torch.ones_like(pairs, dtype=torch.bool)
-        diag = torch.arange(min(n_teacher, n_student), device=pairs.device)
-        keep[diag, diag] = False
-        n_terms = int(keep.sum())
-        if n_terms == 0:
+        # The pairs v != q, row-major (the order of a boolean mask), indexed from the shape alone: no
+        # data-dependent size, so the loss compiles into one graph (see dssl.engine.compilation).
+        kept = [q * n_student + v for q in range(n_teacher) for v in range(n_student) if v != q]
+        if not kept:
             raise ValueError("DINO needs at least one pair of different views (two globals, or locals)")
-        loss = pairs[keep].sum() / n_terms
+        index = torch.tensor(kept, device=pairs.device)
+        loss = pairs.flatten()[index].sum() / len(kept)
         if update_center:
             t = _stack(teacher_logits, "teacher")
             self.center.update(t.reshape(-1, t.shape[-1]))

@@ -34,7 +34,7 @@ from dssl.plugin import (
     EMATeacher,
     forward_views,
     patch_correspondence,
-    schedule_value,
+    schedule_scalar,
     set_drop_path_rate,
 )
 from torch import nn
@@ -134,7 +134,7 @@ class CoTAPObjective(DINOObjective):
         crops = list(batch.crops)
         n_global = int(batch.n_global)
         n_views, b = len(crops), crops[0].shape[0]
-        temp = schedule_value(self.teacher_temp_schedule, step)
+        temp = schedule_scalar(self.teacher_temp_schedule, step)  # a tensor: compiled losses do not recompile
         with torch.no_grad():
             t_out = forward_views(self.teacher["backbone"], crops[:n_global])
             t_logits = self.teacher["head"](torch.cat([out.cls for out in t_out]))
@@ -148,7 +148,7 @@ class CoTAPObjective(DINOObjective):
         )
         cotap = self._cotap(batch, s_out, t_out)
         loss = dino_loss + o.cotap_weight * cotap["loss"]
-        out = {"loss": loss, "dino_loss": dino_loss.detach(), "teacher_temp": torch.tensor(temp, dtype=torch.float32)}
+        out = {"loss": loss, "dino_loss": dino_loss.detach(), "teacher_temp": temp}
         out |= {f"cotap_{k}": v.detach() for k, v in cotap.items()}
         return out
 

@@ -84,7 +84,7 @@ class UDILoss(nn.Module):
         valid: Tensor,
         t_patch_local: Tensor | None,
         valid_local: Tensor | None,
-        teacher_temp: float,
+        teacher_temp: float | Tensor,
         update_center: bool = True,
     ) -> dict[str, Tensor]:
         """Loss of one batch; then (if ``update_center``) the centre updates.
@@ -98,7 +98,8 @@ class UDILoss(nn.Module):
             valid: ``(2, B, S)`` bool, sample ``s`` of global ``r`` lies inside the other global.
             t_patch_local: ``(2, L, B, S_l, K)`` teacher entry ``r``'s patch logits at local ``l``'s samples.
             valid_local: ``(2, L, B, S_l)`` bool validity of those samples.
-            teacher_temp: ``τ_t`` of this step.
+            teacher_temp: ``τ_t`` of this step: a float or a 0-d tensor (the objective passes a tensor, so that a
+                compiled loss takes a new temperature without compiling again).
             update_center: Update the three centres after the loss.
 
         Returns:
@@ -106,7 +107,7 @@ class UDILoss(nn.Module):
         """
         n_local = s_cls.shape[0] - 2
         with torch.autocast(device_type=s_cls.device.type, enabled=False):
-            tau = float(teacher_temp)
+            tau = teacher_temp
             t_cls = t_cls.detach().float()
             t_patch = t_patch.detach().float()
             c_cls, c_clsp, c_patch = (c.center for c in self.centers)

@@ -35,6 +35,7 @@ from dssl.plugin import (
     forward_views,
     linear_warmup_then_constant,
     momentum_schedule,
+    schedule_scalar,
     schedule_value,
     set_drop_path_rate,
 )
@@ -180,7 +181,7 @@ class UDIObjective(Objective):
         glob, loc, _ = self.build_maps(batch, step=step)
         valid = torch.stack([m.valid for m in glob]).to(device)  # (2, B, S)
         s_g = valid.shape[-1]
-        temp = schedule_value(self.teacher_temp_schedule, step)
+        temp = schedule_scalar(self.teacher_temp_schedule, step)  # a tensor: compiled losses do not recompile
 
         with torch.no_grad():
             t_backbone, t_srs, t_head = self.teacher["backbone"], self.teacher["srs"], self.teacher["head"]
@@ -230,11 +231,15 @@ class UDIObjective(Objective):
             teacher_temp=temp,
             update_center=self.training,
         )
-        out["teacher_temp"] = torch.tensor(temp, dtype=torch.float32)
+        out["teacher_temp"] = temp
         out["valid_fraction"] = valid.float().mean()
         return out
 
     # ------------------------------------------------------------------ hooks
+
+    def compile_modules(self) -> list[nn.Module]:
+        """The backbone blocks and :class:`UDILoss` (its temperature arrives as a tensor: no recompile)."""
+        return [*super().compile_modules(), self.loss_fn]
 
     def before_optimizer_step(self, *, step: int) -> None:
         """Drop the gradients of the head's last layer while ``step < freeze_last_layer_steps``."""
