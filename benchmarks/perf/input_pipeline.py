@@ -120,8 +120,7 @@ def clock(step: Callable[[int], object], count: int, passes: int = 3) -> tuple[f
 def measure(path: str, dataset: object, augmentation: object, count: int) -> dict[str, tuple[float, float]]:
     """Seconds (CPU, wall) per stage over ``count`` images on one path (``"before"`` or ``"after"``)."""
     import torch
-    from dssl.augment.multicrop import DRAWS
-    from dssl.data.normalize import normalize
+    from dssl.plugin import DRAWS, normalize
 
     if path == "after" and not hasattr(dataset, "image_uint8"):
         raise SystemExit("--path after needs the uint8 decode (dataset.image_uint8); this dssl has only 'before'")
@@ -194,10 +193,8 @@ def main() -> None:
     import os
 
     import torch
-    from dssl.augment.multicrop import MultiCrop
-    from dssl.augment.multicrop_config import MultiCropOptions
-    from dssl.data.imagefolder import build_imagefolder
-    from dssl.data.imagefolder_config import ImageFolderOptions
+    from dssl.api import get_component
+    from dssl.plugin import MultiCrop, MultiCropOptions
 
     torch.set_num_threads(1)
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -206,7 +203,9 @@ def main() -> None:
         split = root / "train"
         if not (split.is_dir() and len(list(split.glob("*.jpg"))) >= args.images):
             write_folder(root, args.images, args.width, args.height, args.quality)
-        dataset = build_imagefolder(ImageFolderOptions(root=str(root), max_images=args.images), split="train")
+        imagefolder = get_component("dataset", "imagefolder")
+        options = imagefolder.options_model()(root=str(root), max_images=args.images)
+        dataset = imagefolder.load()(options, split="train")
         kib = sum(p.stat().st_size for p, _ in dataset.samples) / len(dataset) / 1024
         augmentation = MultiCrop(MultiCropOptions(global_size=224, local_size=96, n_local=args.n_local))
         paths = ["before", "after"] if args.path == "both" else [args.path]
