@@ -57,6 +57,8 @@ _LINEAR_SEG = {
     "step_epochs": 20,
     "step_gamma": 0.1,
     "weight_decay": 0.0001,
+    # Option added after these versions; its default is the computation every version always did.
+    "logits_chunk_images": None,
 }
 
 #: protocol@version -> every numerically relevant default of its options model. Append, never edit.
