@@ -289,6 +289,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="append one JSON line per run here")
     parser.add_argument("--report", nargs="*", type=Path, help="render these JSONL files instead of running")
     parser.add_argument("--append", action="store_true", help="append the table to benchmarks/RESULTS.md")
+    parser.add_argument("--note", nargs="*", default=[], help="extra lines for the RESULTS.md section")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -344,6 +345,7 @@ def main() -> None:
                 "the shape (VOC val 1,449 / trainaug 10,582; ADE20K val 2,000 / train 20,210) ran on that "
                 "fraction because the full shape could not finish in the time available; nothing is "
                 "extrapolated. `train imgs` only for evaluators that use the train split.",
+                *args.note,
             ],
             table=table,
             threads=records[0]["threads"] if records else None,

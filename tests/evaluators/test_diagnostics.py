@@ -184,3 +184,16 @@ def test_majority_labels_equal_the_one_hot_majority() -> None:
     frac = F.adaptive_avg_pool2d(F.one_hot(labels, 4).permute(0, 3, 1, 2).float(), (2, 2)).flatten(2).transpose(1, 2)
     purity, label = frac.max(dim=2)
     assert torch.equal(got, torch.where((label == 3) | (purity < 0.4), -1, label))
+
+
+@pytest.mark.parametrize("block", [1, 7])
+def test_dse_positions_in_blocks_equal_one_batched_call(monkeypatch: pytest.MonkeyPatch, block: int) -> None:
+    import dssl.evaluators.dse as dse_module
+
+    feats = torch.randn(6, 20, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    kept = feats.clone()
+    monkeypatch.setattr(dse_module, "_POSITIONS_PER_BLOCK", 10_000)
+    whole = compute_dse(feats, group_size=3, global_clusters=4, iters=4)
+    monkeypatch.setattr(dse_module, "_POSITIONS_PER_BLOCK", block)
+    assert compute_dse(feats, group_size=3, global_clusters=4, iters=4) == whole
+    assert torch.equal(feats, kept)  # normalised in place on its own copy, never on the caller's tensor
