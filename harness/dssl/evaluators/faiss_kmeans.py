@@ -1,13 +1,15 @@
 """Optional faiss k-means behind the k-means protocols (``kmeans_backend="faiss"``).
 
 faiss (``pip install dssl-bench[faiss]``) runs Lloyd's algorithm with BLAS distance blocks and OpenMP
-threads; on the real-scale shapes (VOC val at 448 px: 1.14 M patches) it is much faster than
-scikit-learn's ``KMeans`` (benchmarks/RESULTS.md, "Dense evaluators at real scale"). It is the same
-objective but not the same algorithm run for run: faiss always runs ``niter`` iterations (no ``tol``
-stop), draws its own random initial centroids, and keeps the restart with the lowest objective. The
-k-means++ initialisation is reproduced by seeding each restart with scikit-learn's ``kmeans_plusplus``.
-Numbers therefore agree with the scikit-learn backend statistically (same protocol, within its seed
-spread), not bit for bit, and the backend is recorded in every result (``kmeans_impl``).
+threads (and on a GPU with a faiss GPU build). It is not faster everywhere: on the 2-core CPU VM of
+benchmarks/RESULTS.md ("Dense evaluators at real scale") scikit-learn was faster (K = 500, 128,000
+points x 50 dims, one restart: 6.5 CPU s, 42 iterations to ``tol``, against faiss's 12.0 CPU s for its
+fixed 100 iterations), so measure before choosing it. It is the same objective but not the same
+algorithm run for run: faiss always runs ``niter`` iterations (no ``tol`` stop), draws its own random
+initial centroids, and keeps the restart with the lowest objective. The k-means++ initialisation is
+reproduced by seeding each restart with scikit-learn's ``kmeans_plusplus``. Numbers therefore agree with
+the scikit-learn backend statistically (same protocol, within its seed spread), not bit for bit, and the
+backend is recorded in every result (``kmeans_impl``).
 """
 
 from __future__ import annotations

@@ -33,8 +33,9 @@ class KMeansSegOptions(DenseEvalOptions):
             is then assigned. ``None`` means ``256 * K``, faiss's default cap that NeCo inherits.
         matching_cost: Hungarian cost, ``"iou"`` (NeCo, 1 - IoU) or ``"pixels"`` (STEGO).
         kmeans_backend: ``"sklearn"`` (default, the protocol's reference implementation) or ``"faiss"``
-            (opt-in, much faster at real scale; the same objective, numbers agree statistically, not bit
-            for bit: see ``dssl.evaluators.faiss_kmeans``). Recorded as ``kmeans_impl``.
+            (opt-in for machines where faiss is faster, e.g. a faiss GPU build; on a 2-core CPU it was
+            slower than scikit-learn; the same objective, numbers agree statistically, not bit for bit:
+            see ``dssl.evaluators.faiss_kmeans``). Recorded as ``kmeans_impl``.
     """
 
     seeds: list[Annotated[int, Field(ge=0, lt=2**32)]] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
