@@ -162,3 +162,38 @@ def test_dse_evaluator_is_seeded_diagnostic(val_ds: BlockDataset) -> None:
     b = DSEEvaluator(opts).evaluate(features=fn, train=val_ds, val=val_ds, dataset_name="b")
     assert a.metrics == b.metrics and a.protocol_id == "dse@2" and a.settings["diagnostic"] is True
     assert math.isfinite(a.metrics["dse"].value)
+
+
+@pytest.mark.parametrize("chunk_images", [1, 3])
+def test_concentration_streamed_in_chunks_equals_one_pass(val_ds: BlockDataset, chunk_images: int) -> None:
+    one_pass = ConcentrationEvaluator(ConcentrationOptions(chunk_images=10_000))
+    streamed = ConcentrationEvaluator(ConcentrationOptions(chunk_images=chunk_images))
+    fn = noise_features()
+    a = one_pass.evaluate(features=fn, train=val_ds, val=val_ds, dataset_name="b")
+    b = streamed.evaluate(features=fn, train=val_ds, val=val_ds, dataset_name="b")
+    for name, value in a.metrics.items():
+        assert b.metrics[name].value == pytest.approx(value.value, rel=1e-12, abs=1e-15), name
+
+
+def test_majority_labels_equal_the_one_hot_majority() -> None:
+    g = torch.Generator().manual_seed(0)
+    masks = torch.randint(0, 4, (20, 8, 8), generator=g)
+    masks[masks == 3] = 255  # label 3 becomes ignore
+    got = patch_majority_labels(masks, (2, 2), 3, 255, min_purity=0.4)
+    labels = torch.where(masks == 255, 3, masks)
+    frac = F.adaptive_avg_pool2d(F.one_hot(labels, 4).permute(0, 3, 1, 2).float(), (2, 2)).flatten(2).transpose(1, 2)
+    purity, label = frac.max(dim=2)
+    assert torch.equal(got, torch.where((label == 3) | (purity < 0.4), -1, label))
+
+
+@pytest.mark.parametrize("block", [1, 7])
+def test_dse_positions_in_blocks_equal_one_batched_call(monkeypatch: pytest.MonkeyPatch, block: int) -> None:
+    import dssl.evaluators.dse as dse_module
+
+    feats = torch.randn(6, 20, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    kept = feats.clone()
+    monkeypatch.setattr(dse_module, "_POSITIONS_PER_BLOCK", 10_000)
+    whole = compute_dse(feats, group_size=3, global_clusters=4, iters=4)
+    monkeypatch.setattr(dse_module, "_POSITIONS_PER_BLOCK", block)
+    assert compute_dse(feats, group_size=3, global_clusters=4, iters=4) == whole
+    assert torch.equal(feats, kept)  # normalised in place on its own copy, never on the caller's tensor

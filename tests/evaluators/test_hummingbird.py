@@ -231,3 +231,25 @@ def test_faiss_search_equals_torch_search() -> None:
     s2, i2 = knn_search(memory, query, 30, use_faiss=False)
     torch.testing.assert_close(s1, s2)
     assert torch.equal(i1, i2)
+
+
+def test_faiss_index_built_once_equals_built_per_search() -> None:
+    pytest.importorskip("faiss")
+    from dssl.evaluators.hummingbird import faiss_flat_index
+
+    g = torch.Generator().manual_seed(4)
+    memory, query = F.normalize(torch.randn(200, 8, generator=g), dim=1), torch.randn(40, 8, generator=g)
+    index = faiss_flat_index(memory)
+    for block in query.split(15):
+        s1, i1 = knn_search(memory, block, 10, use_faiss=True, index=index)
+        s2, i2 = knn_search(memory, block, 10, use_faiss=True)
+        assert torch.equal(s1, s2) and torch.equal(i1, i2)
+
+
+def test_soft_labels_of_many_classes_equal_pooled_one_hot() -> None:
+    g = torch.Generator().manual_seed(5)
+    masks = torch.randint(0, 152, (3, 32, 32), generator=g)
+    masks[masks == 151] = 0  # ADE20K-style: 0 is the ignore index and a class id
+    soft = patch_soft_labels(masks, (2, 2), 151, 0)
+    pooled = F.adaptive_avg_pool2d(F.one_hot(masks, 151).permute(0, 3, 1, 2).float(), (2, 2))
+    assert torch.equal(soft, pooled.flatten(2).transpose(1, 2))

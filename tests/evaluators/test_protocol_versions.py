@@ -18,7 +18,15 @@ from dssl.catalogue import load_catalogue
 from dssl.host import get_host
 
 NUMERICALLY_NEUTRAL = frozenset(
-    {"feature_batch_size", "num_workers", "chunk_size", "query_chunk_size", "memory_chunk_size", "memory_block_images"}
+    {
+        "feature_batch_size",
+        "num_workers",
+        "chunk_size",
+        "query_chunk_size",
+        "memory_chunk_size",
+        "memory_block_images",
+        "chunk_images",
+    }
 )
 
 _DENSE = {"absent_classes": "exclude_no_gt", "feature_dtype": "float32", "input_size": None, "mask_size": None}
@@ -33,6 +41,8 @@ _KMEANS = {
     "seeds": [0, 1, 2],
     "standardize": False,
     "tol": 0.0001,
+    # Option added after these versions; its default is the implementation every version always used.
+    "kmeans_backend": "sklearn",
 }
 _LINEAR_SEG = {
     "batch_size": 16,
@@ -47,6 +57,8 @@ _LINEAR_SEG = {
     "step_epochs": 20,
     "step_gamma": 0.1,
     "weight_decay": 0.0001,
+    # Option added after these versions; its default is the computation every version always did.
+    "logits_chunk_images": None,
 }
 
 #: protocol@version -> every numerically relevant default of its options model. Append, never edit.
@@ -93,6 +105,7 @@ FROZEN_DEFAULTS: dict[str, dict[str, Any]] = {
         "pca_dim": 50,
         "init": "random",
         "seeds": [0, 1, 2, 3, 4],
+        "kmeans_backend": "faiss",  # fixed: NeCo's protocol always ran faiss k-means
     },
     "hummingbird@1": {
         **_DENSE,

@@ -29,7 +29,11 @@ from torch import Tensor
 
 from dssl.evaluators.base import DenseEvaluator, EvaluationInputs, Measurement, dataset_info
 from dssl.evaluators.diagnostics_config import ConcentrationOptions
+from dssl.evaluators.patch_labels import patch_class_fractions
 from dssl.results import MetricValue
+
+#: Images per majority-label computation (bounds the per-patch histograms to a few images).
+_LABEL_CHUNK_IMAGES = 16
 
 
 def patch_majority_labels(
@@ -43,13 +47,46 @@ def patch_majority_labels(
     Returns:
         ``(B, h*w)`` int64 labels.
     """
-    labels = masks.to(torch.int64)
-    if ignore_index is not None:
-        labels = torch.where(labels == ignore_index, num_classes, labels)  # an extra "ignore" bin
-    one_hot = F.one_hot(labels, num_classes + 1).permute(0, 3, 1, 2).to(torch.float32)
-    frac = F.adaptive_avg_pool2d(one_hot, grid_hw).flatten(2).transpose(1, 2)  # (B, N, C+1)
-    purity, label = frac.max(dim=2)
-    return torch.where((label == num_classes) | (purity < min_purity), -1, label)
+    out = []
+    # A few images at a time: the (b, N, C+1) fractions of the whole val set would be ~1 GB at ADE20K scale.
+    for first in range(0, len(masks), _LABEL_CHUNK_IMAGES):
+        labels = masks[first : first + _LABEL_CHUNK_IMAGES].to(torch.int64)
+        if ignore_index is not None:
+            labels = torch.where(labels == ignore_index, num_classes, labels)  # an extra "ignore" bin
+        frac = patch_class_fractions(labels, grid_hw, num_classes + 1)  # (b, N, C+1)
+        purity, label = frac.max(dim=2)
+        out.append(torch.where((label == num_classes) | (purity < min_purity), -1, label))
+    return torch.cat(out)
+
+
+def class_sums(x: Tensor, labels: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
+    """Per-class float64 sums of the rows of ``x`` and per-class row counts.
+
+    Args:
+        x: ``(n, D)`` features.
+        labels: ``(n,)`` classes in ``[0, C)``.
+
+    Returns:
+        ``(sums (C, D) float64, counts (C,) float64)``; both add up over chunks of rows.
+    """
+    sums = torch.zeros(num_classes, x.shape[1], dtype=torch.float64).index_add_(0, labels, x.to(torch.float64))
+    return sums, torch.bincount(labels, minlength=num_classes).to(torch.float64)
+
+
+def pair_means(sums: Tensor, counts: Tensor) -> tuple[float, float]:
+    """Mean same-class and different-class cosine from :func:`class_sums` of L2-normalised rows.
+
+    Returns:
+        ``(intra, inter)``, ``NaN`` where there is no such pair.
+    """
+    total = sums.sum(dim=0)
+    intra_sum = float(((sums * sums).sum(dim=1) - counts).sum())
+    intra_pairs = float((counts * (counts - 1)).sum())
+    inter_sum = float((sums * (total[None] - sums)).sum())
+    inter_pairs = float((counts * (counts.sum() - counts)).sum())
+    intra = intra_sum / intra_pairs if intra_pairs > 0 else math.nan
+    inter = inter_sum / inter_pairs if inter_pairs > 0 else math.nan
+    return intra, inter
 
 
 def pair_similarities(x: Tensor, labels: Tensor, num_classes: int) -> tuple[float, float]:
@@ -62,17 +99,7 @@ def pair_similarities(x: Tensor, labels: Tensor, num_classes: int) -> tuple[floa
     Returns:
         ``(intra, inter)``, ``NaN`` where there is no such pair.
     """
-    x = x.to(torch.float64)
-    sums = torch.zeros(num_classes, x.shape[1], dtype=torch.float64).index_add_(0, labels, x)
-    counts = torch.bincount(labels, minlength=num_classes).to(torch.float64)
-    total = sums.sum(dim=0)
-    intra_sum = float(((sums * sums).sum(dim=1) - counts).sum())
-    intra_pairs = float((counts * (counts - 1)).sum())
-    inter_sum = float((sums * (total[None] - sums)).sum())
-    inter_pairs = float((counts * (counts.sum() - counts)).sum())
-    intra = intra_sum / intra_pairs if intra_pairs > 0 else math.nan
-    inter = inter_sum / inter_pairs if inter_pairs > 0 else math.nan
-    return intra, inter
+    return pair_means(*class_sums(x, labels, num_classes))
 
 
 def effective_rank(x: Tensor) -> float:
@@ -110,12 +137,22 @@ class ConcentrationEvaluator(DenseEvaluator[ConcentrationOptions]):
         c = info.num_classes
         labels = patch_majority_labels(cache.masks, cache.grid_hw, c, info.ignore_index, opts.min_purity)
         raw = cache.features.reshape(len(cache.features), -1, cache.dim)
-        unit = F.normalize(raw.to(torch.float32), dim=2)
         keep = labels >= 0
         if not bool(keep.any()):
             raise ValueError("no patch with a valid majority label; nothing to measure")
-        intra, inter = pair_similarities(unit[keep], labels[keep], c)
-        per_image = [pair_similarities(unit[i][keep[i]], labels[i][keep[i]], c) for i in range(len(unit))]
+        # Streamed over images: the class sums add up chunk by chunk in the same row order as one pass, and
+        # only one chunk of normalised features exists at a time (not a second copy of the whole val set).
+        sums = torch.zeros(c, cache.dim, dtype=torch.float64)
+        counts = torch.zeros(c, dtype=torch.float64)
+        per_image = []
+        for first in range(0, len(raw), opts.chunk_images):
+            unit = F.normalize(raw[first : first + opts.chunk_images].to(torch.float32), dim=2)
+            kept, kept_labels = keep[first : first + opts.chunk_images], labels[first : first + opts.chunk_images]
+            chunk_sums, chunk_counts = class_sums(unit[kept], kept_labels[kept], c)
+            sums += chunk_sums
+            counts += chunk_counts
+            per_image += [pair_similarities(unit[i][kept[i]], kept_labels[i][kept[i]], c) for i in range(len(unit))]
+        intra, inter = pair_means(sums, counts)
         image_intra = _nanmean([p[0] for p in per_image])
         image_inter = _nanmean([p[1] for p in per_image])
         flat = raw.reshape(-1, cache.dim)

@@ -17,11 +17,14 @@ class ConcentrationOptions(DenseEvalOptions):
             covers at least this fraction of the patch (patches whose majority is ignore are dropped).
         rank_patches: Patches sampled (seeded) for the effective rank (an SVD of ``(n, D)``).
         seed: Seeds the effective-rank sample.
+        chunk_images: Val images normalised and summed at a time (bounds the extra memory to one chunk;
+            the metrics do not depend on it beyond float64 rounding).
     """
 
     min_purity: Annotated[float, Field(ge=0, le=1)] = 0.5
     rank_patches: PositiveInt = 20_000
     seed: int = 0
+    chunk_images: PositiveInt = 64
 
 
 class DSEOptions(DenseEvalOptions):

@@ -50,6 +50,7 @@ from dssl.evaluators.base import DenseEvaluator, EvaluationInputs, Measurement, 
 from dssl.evaluators.confusion import ConfusionMatrix, apply_mapping, hungarian_match, miou, pixel_accuracy
 from dssl.evaluators.extraction import DatasetInfo, FeatureFn, ProgressFn, batches, extract_dense
 from dssl.evaluators.hummingbird_config import HummingbirdOptions
+from dssl.evaluators.patch_labels import patch_class_fractions
 from dssl.results import MetricValue
 
 try:  # optional accelerated search; results equal the torch path (exact inner-product index)
@@ -73,10 +74,8 @@ def patch_soft_labels(masks: Tensor, grid_hw: tuple[int, int], num_classes: int,
     labels = masks.to(torch.int64)
     if ignore_index is not None:
         labels = torch.where(labels == ignore_index, 0, labels)
-    one_hot = F.one_hot(labels, num_classes).permute(0, 3, 1, 2).to(torch.float32)  # (B, C, H, W)
-    # Adaptive pooling is the exact per-patch histogram when H, W are multiples of the grid.
-    pooled = F.adaptive_avg_pool2d(one_hot, grid_hw)
-    return pooled.flatten(2).transpose(1, 2).contiguous()
+    # Per-patch label counts (no (B, H, W, C) one-hot: that is 242 MB per 448 px image at C = 151).
+    return patch_class_fractions(labels, grid_hw, num_classes)
 
 
 def reference_sampling_noise(soft: Tensor, generator: torch.Generator) -> Tensor:
@@ -127,8 +126,25 @@ def select_memory_patches(soft: Tensor, keep: int, noise: Tensor | None = None) 
     return torch.sort(score, dim=1, stable=True).indices[:, :keep]
 
 
+def faiss_flat_index(memory: Tensor) -> object:
+    """An exact faiss ``IndexFlatIP`` holding the ``(M, D)`` memory rows (a float32 copy on the CPU).
+
+    Build it once per evaluation and pass it to :func:`knn_search` / :func:`transfer_labels` as ``index``:
+    building it copies the whole memory bank, which per query block would repeat that copy hundreds of times.
+    """
+    index = faiss.IndexFlatIP(memory.shape[1])
+    index.add(memory.detach().to("cpu", torch.float32).contiguous().numpy())
+    return index
+
+
 def knn_search(
-    memory: Tensor, query: Tensor, k: int, *, memory_chunk_size: int = 65_536, use_faiss: bool = False
+    memory: Tensor,
+    query: Tensor,
+    k: int,
+    *,
+    memory_chunk_size: int = 65_536,
+    use_faiss: bool = False,
+    index: object | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Exact top-``k`` inner-product search of ``query`` rows in ``memory``.
 
@@ -138,14 +154,15 @@ def knn_search(
         k: Neighbours (``<= M``).
         memory_chunk_size: Memory rows per similarity block (torch path).
         use_faiss: Use a faiss ``IndexFlatIP`` (exact) instead of torch.
+        index: A prebuilt :func:`faiss_flat_index` of ``memory`` (faiss path; built here when ``None``).
 
     Returns:
         ``(similarities (Q, k), indices (Q, k))``, most similar first.
     """
     if use_faiss:
-        index = faiss.IndexFlatIP(memory.shape[1])
-        index.add(memory.detach().to("cpu", torch.float32).contiguous().numpy())
-        sims, idx = index.search(query.detach().to("cpu", torch.float32).contiguous().numpy(), k)
+        if index is None:
+            index = faiss_flat_index(memory)
+        sims, idx = index.search(query.detach().to("cpu", torch.float32).contiguous().numpy(), k)  # type: ignore[attr-defined]
         return torch.from_numpy(sims).to(query.device), torch.from_numpy(idx).to(query.device, torch.int64)
     best_sim: Tensor | None = None
     best_idx: Tensor | None = None
@@ -171,6 +188,7 @@ def transfer_labels(
     temperature: float,
     memory_chunk_size: int = 65_536,
     use_faiss: bool = False,
+    index: object | None = None,
 ) -> Tensor:
     """Soft labels of query patches from their ``k`` nearest memory patches.
 
@@ -180,12 +198,15 @@ def transfer_labels(
         query: ``(Q, D)`` query features (normalised here; the ranking does not depend on it).
         k: Neighbours.
         temperature: Softmax temperature over cosine similarities.
+        memory_chunk_size: Memory rows per similarity block (torch path).
+        use_faiss: Search with faiss instead of torch.
+        index: A prebuilt :func:`faiss_flat_index` of ``memory`` (faiss path).
 
     Returns:
         ``(Q, C)`` transferred label distributions.
     """
     query = F.normalize(query.to(memory.dtype), dim=1)
-    sims, idx = knn_search(memory, query, k, memory_chunk_size=memory_chunk_size, use_faiss=use_faiss)
+    sims, idx = knn_search(memory, query, k, memory_chunk_size=memory_chunk_size, use_faiss=use_faiss, index=index)
     weights = torch.softmax(sims / temperature, dim=1)  # (Q, k)
     return torch.einsum("qk,qkc->qc", weights, memory_labels[idx])
 
@@ -222,6 +243,7 @@ class HummingbirdEvaluator(DenseEvaluator[HummingbirdOptions]):
             raise ConfigError("search='faiss' but faiss is not installed; use search='torch' or 'auto'")
         memory, memory_labels, facts = self._build_memory(inputs.features, inputs.train, info, device, progress)
         k = min(opts.num_neighbours, memory.shape[0])
+        index = faiss_flat_index(memory) if use_faiss else None
 
         cache = self.extract(inputs, "val", info=info)
         if cache.dim != memory.shape[1]:
@@ -243,6 +265,7 @@ class HummingbirdEvaluator(DenseEvaluator[HummingbirdOptions]):
                     temperature=opts.temperature,
                     memory_chunk_size=opts.memory_chunk_size,
                     use_faiss=use_faiss,
+                    index=index,
                 )
                 maps = soft.view(b, *cache.grid_hw, c).permute(0, 3, 1, 2)
                 maps = F.interpolate(maps, size=cache.mask_hw, mode="bilinear", align_corners=False)

@@ -32,6 +32,7 @@ from dssl.errors import ConfigError
 from dssl.evaluators.base import DenseEvaluator, EvaluationInputs, Measurement, dataset_info, mean_std
 from dssl.evaluators.confusion import ConfusionMatrix, apply_mapping, hungarian_match, miou, pixel_accuracy
 from dssl.evaluators.extraction import DenseCache, batches, resize_mask
+from dssl.evaluators.faiss_kmeans import faiss_kmeans_labels
 from dssl.evaluators.kmeans_seg_config import KMeansSegOptions
 
 #: faiss caps k-means training at this many points per centroid; NeCo inherits it.
@@ -96,7 +97,7 @@ class KMeansSegEvaluator(DenseEvaluator[KMeansSegOptions]):
             "max_iter": opts.max_iter,
             "init": opts.init,
             "tol": opts.tol,
-            "kmeans_impl": "sklearn-lloyd",
+            "kmeans_impl": "faiss" if opts.kmeans_backend == "faiss" else "sklearn-lloyd",
             "standardize": opts.standardize,
             "pca_dim": opts.pca_dim,
             "max_fit_points": opts.max_fit_points,
@@ -165,6 +166,10 @@ class KMeansSegEvaluator(DenseEvaluator[KMeansSegOptions]):
             sample = points[np.sort(rng.choice(num_points, size=fit_points, replace=False))]
         else:
             sample = points
+        if opts.kmeans_backend == "faiss":
+            return faiss_kmeans_labels(
+                sample, points, k, n_init=opts.n_init, max_iter=opts.max_iter, init=opts.init, seed=seed
+            )
         kmeans = KMeans(
             n_clusters=k,
             init=opts.init,

@@ -111,6 +111,7 @@ class LinearSegEvaluator(DenseEvaluator[LinearSegOptions]):
             "best_epoch": (1 + max(range(len(epoch_mious)), key=epoch_mious.__getitem__)) if epoch_mious else None,
             "epoch_mious": [100.0 * m for m in epoch_mious] if epoch_mious else None,
             "batch_size": opts.batch_size,
+            "logits_chunk_images": opts.logits_chunk_images,
             "seed": opts.seed,
             "augmentation": "none",
             "image_resize": "bilinear-antialias",
@@ -187,10 +188,18 @@ class LinearSegEvaluator(DenseEvaluator[LinearSegOptions]):
                 if ignore_index is not None and not bool((target != ignore_index).any()):
                     scheduler.step()  # keep the schedule aligned with the data order
                     continue
-                logits = self._logits(head, cache.features[idx], cache.mask_hw, device)
-                loss = F.cross_entropy(logits, target, ignore_index=ignore)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                if opts.logits_chunk_images is None:
+                    logits = self._logits(head, cache.features[idx], cache.mask_hw, device)
+                    F.cross_entropy(logits, target, ignore_index=ignore).backward()
+                else:
+                    # The batch's mean loss as a sum over chunks: same gradient, one chunk's logits alive.
+                    valid = int((target != ignore).sum())
+                    for part in range(0, len(idx), opts.logits_chunk_images):
+                        rows = slice(part, part + opts.logits_chunk_images)
+                        logits = self._logits(head, cache.features[idx[rows]], cache.mask_hw, device)
+                        loss = F.cross_entropy(logits, target[rows], ignore_index=ignore, reduction="sum")
+                        (loss / valid).backward()
                 optimizer.step()
                 scheduler.step()
             if selection is not None:
@@ -236,8 +245,9 @@ class LinearSegEvaluator(DenseEvaluator[LinearSegOptions]):
         chunks = batches(len(cache.features), self.options.batch_size)
         with torch.inference_mode():
             for i, idx in enumerate(chunks):
-                pred = self._logits(head, cache.features[idx], cache.mask_hw, device).argmax(dim=1)
-                cm.update(cache.masks[idx].to(device, torch.int64), pred)
+                for part in idx.split(self.options.logits_chunk_images or len(idx)):
+                    pred = self._logits(head, cache.features[part], cache.mask_hw, device).argmax(dim=1)
+                    cm.update(cache.masks[part].to(device, torch.int64), pred)
                 if progress is not None:
                     progress("eval", i + 1, len(chunks))
         return cm.matrix.cpu()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from dssl.evaluators.common_config import DenseEvalOptions, PositiveInt
 
@@ -39,6 +39,13 @@ class LinearSegOptions(DenseEvalOptions):
             (NeCo's checkpoint selection on the validation set, which is also the reported split); off by
             default, when the last epoch's head is scored.
         seed: Seeds the head initialisation and the shuffling (results are deterministic on CPU).
+        logits_chunk_images: Compute the mask-resolution logits, the loss and the predictions this many
+            images at a time, accumulating the gradient of the whole batch (the loss is still the mean over
+            the batch's valid pixels). ``None`` (default, the protocol's reference computation) does the
+            whole batch at once. At full resolution the logits and their gradients dominate memory
+            (``batch_size * C * H * W`` floats, several times over: ~2 GB per copy at ADE20K's 151 classes,
+            448 px, batch 16), so this bounds the probe's memory; numbers agree up to float rounding, not
+            bit for bit, hence opt-in. Not with ``batchnorm`` (its statistics would become per chunk).
     """
 
     optimizer: Literal["adamw", "sgd"] = "adamw"
@@ -53,3 +60,12 @@ class LinearSegOptions(DenseEvalOptions):
     batchnorm: bool = False
     select_best_epoch: bool = False
     seed: int = 0
+    logits_chunk_images: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _chunks_keep_batch_statistics(self) -> LinearSegOptions:
+        if self.logits_chunk_images is not None and self.batchnorm:
+            raise ValueError(
+                "logits_chunk_images cannot be combined with batchnorm (BatchNorm statistics would be per chunk)"
+            )
+        return self

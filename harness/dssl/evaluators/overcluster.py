@@ -111,7 +111,7 @@ class OverclusterEvaluator(KMeansSegEvaluator):
             "max_iter": opts.max_iter,
             "init": opts.init,
             "tol": opts.tol,
-            "kmeans_impl": self.kmeans_impl,
+            "kmeans_impl": "faiss" if opts.kmeans_backend == "faiss" else self.kmeans_impl,
             "standardize": opts.standardize,
             "pca_dim": opts.pca_dim,
             "effective_pca_dim": pca_dim,

@@ -29,6 +29,7 @@ import numpy as np
 from torch import Tensor
 
 from dssl.errors import ConfigError
+from dssl.evaluators.faiss_kmeans import import_faiss as import_faiss_for
 from dssl.evaluators.overcluster import OverclusterEvaluator
 from dssl.evaluators.overcluster_neco_config import NUM_CLASSES, OverclusterNecoOptions
 
@@ -38,14 +39,7 @@ NECO_SCALER_CHUNK = 100_000
 
 def import_faiss() -> Any:
     """The ``faiss`` module, or a :class:`ConfigError` saying how to install it."""
-    try:
-        import faiss  # type: ignore[import-not-found]
-    except ImportError:
-        raise ConfigError(
-            "overcluster_neco uses faiss (as NeCo does), which is not installed: pip install dssl-bench[faiss] "
-            "(or pip install faiss-cpu)"
-        ) from None
-    return faiss
+    return import_faiss_for("overcluster_neco (as NeCo does)")
 
 
 class OverclusterNecoEvaluator(OverclusterEvaluator):

@@ -18,6 +18,7 @@ _FIXED: dict[str, object] = {
     "max_fit_points": None,
     "match_score": "precision",
     "matching_cost": "iou",
+    "kmeans_backend": "faiss",
 }
 
 
@@ -37,8 +38,8 @@ class OverclusterNecoOptions(OverclusterOptions):
             and many-to-one matching with fewer clusters than classes is not overclustering.
 
     The scikit-learn k-means settings inherited from ``OverclusterOptions`` (``init``, ``tol``,
-    ``max_fit_points``, ``match_score``, ``matching_cost``) are fixed to NeCo's values and must not be
-    changed; ``n_init``, ``max_iter``, ``seeds``, ``standardize`` and ``pca_dim`` map to faiss's
+    ``max_fit_points``, ``match_score``, ``matching_cost``, ``kmeans_backend``) are fixed to NeCo's values
+    and must not be changed; ``n_init``, ``max_iter``, ``seeds``, ``standardize`` and ``pca_dim`` map to faiss's
     ``nredo``, ``niter``, ``seed``, the scaler and ``PCAMatrix``.
     """
 
@@ -51,6 +52,7 @@ class OverclusterNecoOptions(OverclusterOptions):
     seeds: list[Annotated[int, Field(ge=0, lt=2**31)]] = Field(default_factory=lambda: [0, 1, 2, 3, 4], min_length=1)
     n_init: PositiveInt = 5
     max_iter: PositiveInt = 100
+    kmeans_backend: Literal["sklearn", "faiss"] = "faiss"
 
     @field_validator("ks")
     @classmethod
@@ -59,7 +61,7 @@ class OverclusterNecoOptions(OverclusterOptions):
             raise ValueError(f"ks must be distinct: {ks}")
         return ks
 
-    @field_validator("init", "tol", "max_fit_points", "match_score", "matching_cost")
+    @field_validator("init", "tol", "max_fit_points", "match_score", "matching_cost", "kmeans_backend")
     @classmethod
     def _fixed_by_faiss(cls, value: object, info: ValidationInfo) -> object:
         field = info.field_name or ""
