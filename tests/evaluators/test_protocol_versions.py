@@ -26,6 +26,7 @@ NUMERICALLY_NEUTRAL = frozenset(
         "memory_chunk_size",
         "memory_block_images",
         "chunk_images",
+        "feature_store",
     }
 )
 

@@ -234,6 +234,7 @@ class DenseEvaluator(Evaluator[DenseOptionsT]):
             dtype=dtype if dtype is not None else self.cache_dtype,
             progress=inputs.progress,
             stage=f"features/{split}",
+            store=opts.feature_store,
         )
 
     def feature_settings(self, cache: DenseCache) -> dict[str, Any]:

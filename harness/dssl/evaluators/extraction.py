@@ -7,11 +7,15 @@ resulting frozen patch features, plus the masks at scoring resolution, in two CP
 from __future__ import annotations
 
 import contextlib
+import errno
+import math
+import os
+import tempfile
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -265,6 +269,7 @@ def extract_dense(
     dtype: torch.dtype,
     progress: ProgressFn | None = None,
     stage: str = "features",
+    store: Literal["memory", "disk"] = "memory",
 ) -> DenseCache:
     """Run the feature function once over a dataset and cache features and masks on the CPU.
 
@@ -284,6 +289,8 @@ def extract_dense(
         dtype: Cache dtype of the features.
         progress: Optional ``progress(stage, done_images, total_images)``.
         stage: Stage name passed to ``progress``.
+        store: ``"memory"``, or ``"disk"``: the features in a memory-mapped temporary file
+            (:func:`allocate_features`).
 
     Returns:
         The :class:`DenseCache` of the dataset; inside :func:`feature_cache`, possibly a copy of an earlier
@@ -349,7 +356,7 @@ def extract_dense(
                 )
             out = out.to("cpu", dtype)
         if feats is None or masks is None:
-            feats = torch.empty((n, *out.shape[1:]), dtype=dtype)
+            feats = allocate_features((n, *out.shape[1:]), dtype, store)
             masks = torch.empty((n, *batch_masks.shape[1:]), dtype=mask_dtype(info.num_classes, info.ignore_index))
         elif out.shape[1:] != feats.shape[1:]:
             raise ValueError(f"{stage}: feature shape changed from {tuple(feats.shape[1:])} to {tuple(out.shape[1:])}")
@@ -363,6 +370,45 @@ def extract_dense(
     if shared is not None:
         shared.put(key, result, keep_alive=(features, dataset))
     return result
+
+
+def allocate_features(shape: Sequence[int], dtype: torch.dtype, store: Literal["memory", "disk"]) -> Tensor:
+    """An uninitialised feature tensor of ``shape``, in RAM or backed by a temporary file.
+
+    ``"disk"`` maps a file of the tensor's size, created under ``$TMPDIR`` and unlinked at once (the mapping
+    keeps it until the tensor is freed, so nothing is left behind, even after a crash): its pages are file
+    pages that the OS writes out and drops under memory pressure, where a RAM tensor would need swap.
+
+    Args:
+        shape: Tensor shape, e.g. ``(N, h, w, D)``.
+        dtype: Element dtype.
+        store: ``"memory"`` or ``"disk"``.
+
+    Raises:
+        ConfigError: ``"disk"`` and the temporary folder lacks the space.
+    """
+    if store == "memory":
+        return torch.empty(tuple(shape), dtype=dtype)
+    count = math.prod(shape)
+    nbytes = count * torch.empty((), dtype=dtype).element_size()
+    fd, path = tempfile.mkstemp(prefix="dssl-features-", suffix=".bin")
+    try:
+        try:
+            # Reserves the blocks, so that a full disk fails here, not with SIGBUS on a later write.
+            os.posix_fallocate(fd, 0, max(nbytes, 1))
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:  # a file system without fallocate: a sparse file of that size
+                os.ftruncate(fd, max(nbytes, 1))
+            else:
+                raise ConfigError(
+                    f"feature_store: disk needs {nbytes / 2**30:.2f} GiB in {tempfile.gettempdir()} ({exc.strerror}); "
+                    "free space there or point TMPDIR elsewhere"
+                ) from exc
+        features = torch.from_file(path, shared=True, size=count, dtype=dtype)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    return features.view(tuple(shape))
 
 
 def _check_labels(masks: Tensor, info: DatasetInfo, stage: str) -> None:
