@@ -149,7 +149,7 @@ def synthetic_features(shape: Shape, seed: int = 0) -> Any:
         ``(B, 3, H, W)`` ImageNet-normalised images -> ``(B, H/patch, W/patch, dim)`` float32 features.
     """
     import torch
-    from dssl.data.normalize import IMAGENET_MEAN, IMAGENET_STD
+    from dssl.plugin import IMAGENET_MEAN, IMAGENET_STD
 
     g = torch.Generator().manual_seed(seed)
     means = torch.randn(256, shape.dim, generator=g) * MEAN_SCALE  # one row per possible label byte
@@ -181,9 +181,7 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one evaluator on one shape; returns the measurement record."""
     import torch
     from dssl.api import get_component
-    from dssl.evaluators.base import dataset_info
-    from dssl.evaluators.common_config import DenseEvalOptions
-    from dssl.evaluators.extraction import extract_dense
+    from dssl.plugin import EvaluationInputs, dataset_info
 
     _set_threads(spec["threads"])
     shape = Shape(**spec["shape"])
@@ -195,11 +193,14 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
     cpu_before = time.process_time()
     start = time.perf_counter()
     if name == "extraction":
-        opts = DenseEvalOptions()
-        cache = extract_dense(
-            fn, val, info=dataset_info(val, "val"), input_size=None, mask_size=None,
-            batch_size=opts.feature_batch_size, num_workers=0, device="cpu", dtype=torch.float32,
-        )  # fmt: skip
+        # One pass of the dense feature extraction every dense evaluator runs (DenseEvaluator.extract), with the
+        # default DenseEvalOptions (linear_seg's defaults: native size, float32 cache).
+        entry = get_component("evaluator", "linear_seg")
+        extractor = entry.load()(entry.options_model()())
+        inputs = EvaluationInputs(
+            features=fn, train=train, val=val, dataset_name=shape.name, device="cpu", progress=None
+        )
+        cache = extractor.extract(inputs, "val", info=dataset_info(val, "val"), dtype=torch.float32)
         metric = ("feature_gb", cache.features.nbytes / 1024**3)
     else:
         entry = get_component("evaluator", name)
