@@ -96,16 +96,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks" / "perf"))
 from _report import command_line, machine_line  # noqa: E402
 from harness_overhead import BareLoop  # noqa: E402
+from objective_cost import OBJECTIVES as METHODS  # noqa: E402  (label, objective, extra --set lines)
 
-#: The first-party methods: (label, objective, extra --set lines).
-METHODS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("dino", "dino", ()),
-    ("cotap", "cotap", ()),
-    ("cotap+oaf", "cotap", ("objective.options.filter=oaf",)),
-    ("paka", "paka", ()),
-    ("udi", "udi", ()),
-    ("stellar", "stellar", ()),
-)
 PARTS = ("train", "torchrun", "eval", "compile")
 #: Seconds a part may take at most (before the total budget limits it further); estimates for one H100, see above.
 PART_CAPS_S = {"train": 60.0, "torchrun": 90.0, "eval": 150.0, "compile": 90.0}
