@@ -9,7 +9,13 @@ from dssl.testing import LearningReport
 
 def report(**terms: list[float]) -> LearningReport:
     return LearningReport(
-        method="m", steps=3, terms=terms, start={"linear_seg/miou": 5.0}, trained={"linear_seg/miou": 5.2}
+        method="m",
+        steps=3,
+        terms=terms,
+        start={"linear_seg/miou": 5.0},
+        trained={"linear_seg/miou": 5.2},
+        student_start={"linear_seg/miou": 5.0},
+        student_trained={"linear_seg/miou": 4.9},
     )
 
 
@@ -30,7 +36,9 @@ def test_zero_rounding_noise_nan_and_constant_terms_are_dead():
     assert dead == ["zero", "collapsed", "nan", "constant"]
 
 
-def test_gain_is_trained_minus_start_and_the_summary_names_dead_terms():
+def test_gains_are_trained_minus_start_and_the_summary_names_them_and_dead_terms():
     r = report(zero=[0.0, 0.0, 0.0])
     assert math.isclose(r.gain, 0.2)
+    assert math.isclose(r.student_gain, -0.1)
+    assert "5.00 -> 5.20 (+0.20), student 5.00 -> 4.90 (-0.10)" in r.summary()
     assert "dead ['zero']" in r.summary()

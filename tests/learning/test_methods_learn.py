@@ -1,4 +1,5 @@
-"""Every first-party method stays alive on the CPU track (marker ``learning``; part of the default run and CI).
+"""Every first-party method stays alive on the CPU track, and those that can show it in 40 steps learn (marker
+``learning``; part of the default run and CI).
 
 Each test post-trains one method from the CPU track's warm start (``vit_cpu8``, ``--init warmstart``, the
 method's own ``cpu`` preset block) for a short deterministic run (:func:`dssl.testing.learning_run`) and asserts
@@ -8,16 +9,18 @@ what a working method does and a collapsed one does not:
   + OAF collapse held the ranking term at float-rounding noise around 0 (3.4e-6) while every unit test passed;
   re-introduced on a scratch branch, this test fails on it (RESULTS.md, "learning tests");
 * its loss still reaches the backbone at the end of the run;
-* the frozen dense features, on a quick linear segmentation probe, are no worse than the start by more than
-  :data:`TOLERANCE`.
+* its frozen dense features on a quick linear segmentation probe: for the methods in :data:`IMPROVES`, the
+  trained **student** improves on its start by at least :data:`MIN_STUDENT_GAIN`; for the others, the evaluated
+  backbone falls no further than :data:`TOLERANCE` below its start.
 
-What it does **not** assert, and why: that the probe *improves* on the start. Measured with
-``python benchmarks/cpu-track/learning_margins.py`` (seeds 0-2, RESULTS.md "learning margins"), 40 steps from
-the warm start move the quick probe by -0.02 to +0.01 mIoU points for the methods that evaluate their EMA
-teacher (it barely moves in 40 steps, and the warm start is already DINO-trained) and by +0.01 to +0.08 for
-STELLAR (its student), so no margin above zero could be asserted for every method without flaking or lying.
-Improvement is measured where it can be seen: by the comparison grid (``benchmarks/cpu-compare.yaml``) and the
-warm start's own learning curve.
+Why the split, measured with ``python benchmarks/cpu-track/learning_margins.py`` (seeds 0-2, RESULTS.md
+"learning margins"): in 40 steps an EMA teacher (momentum 0.996) moves only a few percent of the way to its
+student, so the evaluated network's probe moves by hundredths of a point; the student of DINO, CoTAP and
+CoTAP + OAF (whose heads the warm start provides) gains about +0.1. PaKA's and UDI's students first *lose*
+(their projection heads are new on the warm start, and their first gradients disturb the backbone) and
+STELLAR's evaluated student gains only +0.01 to +0.08; their improvement shows after the grid's 200 steps
+(``benchmarks/cpu-compare.yaml``), which a CI run cannot afford for every method. A run that does not learn
+at all fails the improvement assertion (:func:`test_a_run_that_does_not_learn_fails_the_improvement_check`).
 """
 
 from __future__ import annotations
@@ -29,9 +32,16 @@ pytestmark = pytest.mark.learning
 
 #: Steps of every learning test (40-60 s per method on 2 CPU cores, probes included: measured).
 STEPS = 40
-#: How far below its start the quick probe may fall (mIoU points): measured gains over seeds 0-2 lie in
-#: [-0.02, +0.08]; a method that wrecks its features (a collapse reaching the teacher) falls by far more.
+#: How far below its start the evaluated backbone's quick probe may fall (mIoU points), for the methods not in
+#: :data:`IMPROVES`: measured gains over seeds 0-2 lie in [-0.02, +0.08]; a method that wrecks its features (a
+#: collapse reaching the teacher) falls by far more.
 TOLERANCE = 0.1
+#: The least quick-probe gain of the student of a method in :data:`IMPROVES` (mIoU points): measured student
+#: gains over seeds 0-2 lie in [+0.08, +0.17] (RESULTS.md, "learning margins"); a run that learns nothing
+#: gains exactly 0.
+MIN_STUDENT_GAIN = 0.03
+#: Methods whose student measurably improves in :data:`STEPS` steps.
+IMPROVES = frozenset({"dino", "cotap", "cotap+oaf"})
 
 #: label -> (objective, --set overrides, steps).
 METHODS: dict[str, tuple[str, tuple[str, ...], int]] = {
@@ -45,10 +55,23 @@ METHODS: dict[str, tuple[str, tuple[str, ...], int]] = {
 
 
 @pytest.mark.parametrize("label", list(METHODS))
-def test_method_stays_alive_on_the_cpu_track(label: str) -> None:
+def test_method_learns_on_the_cpu_track(label: str) -> None:
     objective, sets, steps = METHODS[label]
     report = learning_run(objective, steps=steps, sets=sets, seed=0)
     assert report.method == label
     assert not report.dead_terms(), report.summary()
     assert report.backbone_grad_norm > 0, report.summary()
-    assert report.gain >= -TOLERANCE, report.summary()
+    if label in IMPROVES:
+        assert report.student_gain >= MIN_STUDENT_GAIN, report.summary()
+    else:
+        assert report.gain >= -TOLERANCE, report.summary()
+
+
+def test_a_run_that_does_not_learn_fails_the_improvement_check() -> None:
+    # A learning rate of 1e-12 (0 is not a valid configuration): the loss is live and reaches the backbone, but
+    # the student does not move, so its probe does not improve.
+    report = learning_run("dino", steps=5, sets=("optim.lr=1e-12", "optim.min_lr=0"), seed=0)
+    assert not report.dead_terms(), report.summary()
+    assert report.backbone_grad_norm > 0, report.summary()
+    assert abs(report.student_gain) < 0.01, report.summary()
+    assert report.student_gain < MIN_STUDENT_GAIN
