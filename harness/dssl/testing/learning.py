@@ -147,7 +147,10 @@ def learning_run(
     assert built.start_backbone is not None  # kept because baselines ask for the start
     report.start = _probe(evaluate_built(built, backbone=built.start_backbone, host=host, console=quiet))
     student = built.objective.backbone
-    report.student_start = _probe(evaluate_built(built, backbone=student, host=host, console=quiet))
+    if _same_weights(student, built.start_backbone):  # DINO-like: the teacher starts as a copy of the student
+        report.student_start = dict(report.start)
+    else:
+        report.student_start = _probe(evaluate_built(built, backbone=student, host=host, console=quiet))
     names = tuple(built.objective.loss_terms)
     report.terms = {name: [] for name in names}
 
@@ -168,6 +171,13 @@ def learning_run(
     report.backbone_grad_norm = float(torch.linalg.vector_norm(torch.cat(grads))) if grads else 0.0
     objective_module.zero_grad(set_to_none=True)
     return report
+
+
+def _same_weights(a: Any, b: Any) -> bool:
+    import torch
+
+    left, right = a.state_dict(), b.state_dict()
+    return left.keys() == right.keys() and all(torch.equal(left[k], right[k]) for k in left)
 
 
 def _probe(results: Sequence[Any]) -> dict[str, float]:
