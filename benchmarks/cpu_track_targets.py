@@ -4,6 +4,8 @@ Usage::
 
     dssl grid benchmarks/cpu-compare.yaml             # first: the comparison grid (≤ 60 min)
     python benchmarks/cpu_track_targets.py            # then: read its runs, train the supervised ceilings, report
+    python benchmarks/cpu_track_targets.py --warm-starts ws-s0.json ws-s1.json ws-s2.json \
+        --ceiling-rows ceilings.jsonl                 # also: warm-start runs of other schedules, one per seed
 
 Reads the finished runs of the ``cpu-compare`` grid (experiment ``grid-cpu-compare`` of the tracking store) —
 every method post-trained from the warm start, the warm start itself and random init, 3 seeds each, scored
@@ -16,7 +18,14 @@ mean ± std over seeds:
    and the supervised ceiling at the main job's steps (and at the warm start's total steps with
    ``--ceiling-steps``);
 2. the main job (``dino``) against its start: gain in units of the seed std;
-3. every method against its start and against DINO continued.
+3. every method against its start and against DINO continued;
+4. with ``--warm-starts``: the representations of ``benchmarks/warm_start.py`` runs (their provenance ``.json``,
+   one per seed, e.g. a longer schedule than the committed one) against the random init each started from (its
+   curve's step 0), and their share of the supervised gap at their own number of steps.
+
+Supervised ceilings already measured with ``benchmarks/supervised_ceiling.py --output`` (same settings:
+``--set backbone.init=random --set "evaluators=[linear_seg]" --set "baselines=[]"``) are read from
+``--ceiling-rows`` instead of being trained again, for the step counts they cover.
 
 The seed std of a comparison is the larger of the two rows' std over seeds (each row's seeds vary the data
 order, augmentations, new heads and the probes; the warm start and random init rows vary only the probes and
@@ -26,6 +35,7 @@ the random-init weights). Appends the table to ``benchmarks/RESULTS.md`` unless 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -73,8 +83,18 @@ def main() -> None:
     parser.add_argument("--ceiling-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--ceiling-steps", type=int, nargs="*", default=[], help="also at these step counts")
     parser.add_argument("--lr", type=float, default=5e-4, help="supervised AdamW learning rate")
+    parser.add_argument(
+        "--warm-starts", type=Path, nargs="*", default=[], metavar="JSON",
+        help="provenance files of benchmarks/warm_start.py runs, one per seed, same schedule",
+    )  # fmt: skip
+    parser.add_argument(
+        "--ceiling-rows", type=Path, default=None, metavar="JSONL",
+        help="supervised ceilings measured by benchmarks/supervised_ceiling.py --output",
+    )  # fmt: skip
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
+    warm_starts = _load_warm_starts(args.warm_starts)
+    measured = _load_ceiling_rows(args.ceiling_rows) if args.ceiling_rows else {}
 
     from dssl.api import leaderboard, resolve
 
@@ -87,11 +107,14 @@ def main() -> None:
     per_seed = _per_seed_values(uri, rows)
     main_job = resolve(objective="dino", sets=["tracking.enabled=false"])
     steps = main_job.optim.steps
-    ceilings = {steps: supervised_ceiling(args.ceiling_seeds, steps, args.lr)}
-    for extra in args.ceiling_steps:
-        ceilings[extra] = supervised_ceiling(args.ceiling_seeds, extra, args.lr)
 
+    def ceiling_at(at_steps: int) -> list[float]:
+        return measured.get(at_steps) or supervised_ceiling(args.ceiling_seeds, at_steps, args.lr)
+
+    ceilings = {at_steps: ceiling_at(at_steps) for at_steps in (steps, *args.ceiling_steps)}
     lines = _report(per_seed, ceilings, steps)
+    if warm_starts:
+        lines += _warm_start_report(warm_starts, ceiling_at(warm_starts[0]["steps"]))
     print("\n".join(lines))
     if not args.no_append:
         from perf._report import append_section
@@ -106,6 +129,48 @@ def main() -> None:
             ],
             table="\n".join(lines),
         )
+
+
+def _load_warm_starts(paths: list[Path]) -> list[dict[str, Any]]:
+    """warm_start.py provenance files, checked to be one schedule over distinct seeds."""
+    runs = [json.loads(path.read_text()) for path in paths]
+    if len({run["steps"] for run in runs}) > 1:  # the fingerprint names the seed too: it differs by design
+        sys.exit("--warm-starts: the files mix schedules (their numbers of steps differ)")
+    if len({run["seed"] for run in runs}) != len(runs):
+        sys.exit("--warm-starts: give one file per seed")
+    for path, run in zip(paths, runs, strict=True):
+        curve = run["learning_curve"]
+        if curve[0]["step"] != 0 or curve[-1]["step"] != run["steps"] or METRIC not in curve[-1]:
+            sys.exit(f"--warm-starts: {path} has no {METRIC} at step 0 and at its last step")
+    return sorted(runs, key=lambda run: run["seed"])
+
+
+def _load_ceiling_rows(path: Path) -> dict[int, list[float]]:
+    """Supervised linear_seg mIoU per step count (seed order) from supervised_ceiling.py --output."""
+    by_steps: dict[int, dict[int, float]] = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            by_steps.setdefault(int(row["steps"]), {})[int(row["seed"])] = float(row[f"supervised/{METRIC}"])
+    return {steps: [values[seed] for seed in sorted(values)] for steps, values in by_steps.items()}
+
+
+def _warm_start_report(runs: list[dict[str, Any]], ceiling: list[float]) -> list[str]:
+    """Target 1 for warm_start.py runs: each run's final representation against the random init it started from."""
+    steps, seeds = runs[0]["steps"], ", ".join(str(run["seed"]) for run in runs)
+    starts = [run["learning_curve"][0][METRIC] for run in runs]
+    finals = [run["learning_curve"][-1][METRIC] for run in runs]
+    (start, start_std), (final, final_std), (top, top_std) = stats(starts), stats(finals), stats(ceiling)
+    gain, noise = final - start, max(start_std, final_std, 1e-9)
+    share = gain / (top - start)
+    beats, recovers = gain >= 3 and gain >= 4 * noise, share >= 0.25
+    label = f"warm_start.py, {steps} steps (seeds {seeds})"
+    return [
+        f"| {label} vs its random init | {final:.2f} ± {final_std:.2f} vs {start:.2f} ± {start_std:.2f} | "
+        f"{gain:+.2f} | {gain / noise:.1f}× | ≥ 3 points and ≥ 4× | {'yes' if beats else 'no'} |",
+        f"| {label}: share of the supervised gap at {steps} steps | supervised {top:.2f} ± {top_std:.2f} "
+        f"({len(ceiling)} seeds) | {share:.0%} of {top - start:.2f} | — | ≥ 25 % | {'yes' if recovers else 'no'} |",
+    ]
 
 
 def _per_seed_values(uri: str, rows: dict[str, Any]) -> dict[str, list[float]]:

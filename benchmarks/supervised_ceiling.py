@@ -5,6 +5,8 @@ Usage::
     python benchmarks/supervised_ceiling.py                         # the main job's run, seeds 0
     python benchmarks/supervised_ceiling.py --seeds 0 1 2 --steps 1000
     python benchmarks/supervised_ceiling.py --config benchmarks/cpu-track/dino.yaml --set optim.lr=0.004
+    python benchmarks/supervised_ceiling.py --steps 6000 --seeds 0 1 2 --set backbone.init=random \
+        --set "evaluators=[linear_seg]" --set "baselines=[]" --output ceilings.jsonl   # for cpu_track_targets.py
 
 Resolves the run exactly as ``dssl bench [--config FILE] --objective OBJ --backbone BB --seed S`` would (the
 preset of this machine, ``--set`` overrides), builds its backbone from the same start (``backbone.init``:
@@ -75,6 +77,7 @@ def main() -> None:
     parser.add_argument("--seed", "--seeds", dest="seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--lr", type=float, default=5e-4, help="AdamW learning rate of the supervised training")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeat)")
+    parser.add_argument("--output", type=Path, default=None, help="append each seed's row here (JSON lines)")
     args = parser.parse_args()
 
     from dssl.api import build, evaluate_built, resolve
@@ -99,6 +102,9 @@ def main() -> None:
             row |= {f"{label}/{r.evaluator}/{k}": round(v.value, 2) for r in results for k, v in r.metrics.items()}
         rows.append(row)
         print(json.dumps(row), flush=True)
+        if args.output is not None:
+            with args.output.open("a") as handle:
+                handle.write(json.dumps(row) + "\n")
     keys = sorted(k.split("/", 1)[1] for k in rows[0] if k.startswith("supervised/"))
     print(f"\nsupervised ceiling over seeds {args.seeds} ({rows[0]['steps']} steps, lr {args.lr:g})")
     for key in keys:

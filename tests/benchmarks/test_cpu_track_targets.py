@@ -1,0 +1,68 @@
+"""benchmarks/cpu_track_targets.py reads warm-start runs and measured supervised ceilings as documented: target 1
+for a warm-start schedule is judged per seed against the random init that seed started from."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "benchmarks" / "cpu_track_targets.py"
+
+
+def load_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("cpu_track_targets", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["cpu_track_targets"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_warm_start(path: Path, *, seed: int, steps: int, start: float, final: float) -> Path:
+    curve = [
+        {"step": 0, "loss": None, "linear_seg/miou": start},
+        {"step": steps // 2, "loss": 8.0, "linear_seg/miou": (start + final) / 2},
+        {"step": steps, "loss": 7.5, "linear_seg/miou": final},
+    ]
+    path.write_text(json.dumps({"seed": seed, "steps": steps, "fingerprint": f"f{seed}", "learning_curve": curve}))
+    return path
+
+
+def test_warm_start_target_against_each_seeds_random_init_and_its_ceiling(tmp_path: Path) -> None:
+    script = load_script()
+    paths = [
+        write_warm_start(tmp_path / f"s{seed}.json", seed=seed, steps=600, start=start, final=final)
+        for seed, start, final in ((2, 5.0, 12.0), (0, 4.0, 10.0), (1, 6.0, 11.0))
+    ]
+    ceilings = tmp_path / "ceilings.jsonl"
+    rows = [(1, 600, 45.0), (0, 600, 44.0), (2, 600, 46.0), (0, 20, 9.0)]
+    ceilings.write_text("".join(json.dumps({"seed": s, "steps": n, "supervised/linear_seg/miou": v}) + "\n"
+                                for s, n, v in rows))  # fmt: skip
+
+    runs = script._load_warm_starts(paths)
+    measured = script._load_ceiling_rows(ceilings)
+    lines = script._warm_start_report(runs, measured[600])
+
+    assert [run["seed"] for run in runs] == [0, 1, 2]
+    assert measured == {600: [44.0, 45.0, 46.0], 20: [9.0]}
+    # by hand: starts 4, 6, 5 (mean 5, std 1); finals 10, 11, 12 (mean 11, std 1); gain 6 = 6x the std;
+    # ceiling mean 45, gap 45 - 5 = 40, share 6 / 40 = 15 %
+    assert "11.00 ± 1.00 vs 5.00 ± 1.00 | +6.00 | 6.0× | ≥ 3 points and ≥ 4× | yes |" in lines[0]
+    assert "supervised 45.00 ± 1.00 (3 seeds) | 15% of 40.00 | — | ≥ 25 % | no |" in lines[1]
+
+
+def test_warm_starts_of_different_schedules_or_repeated_seeds_are_refused(tmp_path: Path) -> None:
+    script = load_script()
+    a = write_warm_start(tmp_path / "a.json", seed=0, steps=600, start=5.0, final=9.0)
+    b = write_warm_start(tmp_path / "b.json", seed=1, steps=2000, start=5.0, final=9.0)
+    c = write_warm_start(tmp_path / "c.json", seed=0, steps=600, start=5.0, final=9.0)
+    with pytest.raises(SystemExit, match="mix schedules"):
+        script._load_warm_starts([a, b])
+    with pytest.raises(SystemExit, match="one file per seed"):
+        script._load_warm_starts([a, c])
