@@ -3,25 +3,17 @@ for a warm-start schedule is judged per seed against the random init that seed s
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "cpu_track_targets.py"
+from tests.benchmark_scripts import load_benchmark_script
 
 
 def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("cpu_track_targets", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["cpu_track_targets"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark_script("cpu_track_targets.py", "cpu_track_targets")
 
 
 def write_warm_start(path: Path, *, seed: int, steps: int, start: float, final: float) -> Path:

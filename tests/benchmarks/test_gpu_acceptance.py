@@ -3,7 +3,6 @@ its failure handling (collected failures, time budget, exit code, RESULTS.md sec
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import os
 import subprocess
@@ -14,20 +13,14 @@ from types import ModuleType
 
 import pytest
 
+from tests.benchmark_scripts import load_benchmark_script
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "gpu" / "acceptance.py"
 
 
 def load_script() -> ModuleType:
-    """The script as a module (registered in ``sys.modules``, which its dataclasses need)."""
-    if "gpu_acceptance" in sys.modules:
-        return sys.modules["gpu_acceptance"]
-    spec = importlib.util.spec_from_file_location("gpu_acceptance", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_acceptance"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark_script("gpu/acceptance.py", "gpu_acceptance")
 
 
 def test_tiny_cpu_run_covers_every_method_torchrun_and_every_dense_evaluator(tmp_path: Path) -> None:
