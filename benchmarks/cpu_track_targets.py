@@ -123,8 +123,10 @@ def main() -> None:
             "CPU track targets (issue 16)",
             details=[
                 f"Runs of experiment `{args.experiment}` (`dssl grid benchmarks/cpu-compare.yaml`), {METRIC} "
-                f"(protocol linear_seg@1) on 256 embedded val images at 64 px; supervised ceilings trained here "
-                f"(`benchmarks/supervised_ceiling.py` logic, lr {args.lr:g}, seeds {args.ceiling_seeds}).",
+                f"(protocol linear_seg@1) on 256 embedded val images at 64 px; supervised ceilings "
+                + (f"at {sorted(measured)} steps read from `{args.ceiling_rows}`, the others " if measured else "")
+                + f"trained here (`benchmarks/supervised_ceiling.py` logic, lr {args.lr:g}, "
+                f"seeds {args.ceiling_seeds}).",
                 "seed std of a comparison: the larger of the two rows' std over seeds.",
             ],
             table="\n".join(lines),
