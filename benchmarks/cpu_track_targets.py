@@ -107,9 +107,14 @@ def main() -> None:
     per_seed = _per_seed_values(uri, rows)
     main_job = resolve(objective="dino", sets=["tracking.enabled=false"])
     steps = main_job.optim.steps
+    trained: dict[int, list[float]] = {}
 
-    def ceiling_at(at_steps: int) -> list[float]:
-        return measured.get(at_steps) or supervised_ceiling(args.ceiling_seeds, at_steps, args.lr)
+    def ceiling_at(at_steps: int) -> list[float]:  # each step count trained at most once, none if measured
+        if at_steps in measured:
+            return measured[at_steps]
+        if at_steps not in trained:
+            trained[at_steps] = supervised_ceiling(args.ceiling_seeds, at_steps, args.lr)
+        return trained[at_steps]
 
     ceilings = {at_steps: ceiling_at(at_steps) for at_steps in (steps, *args.ceiling_steps)}
     lines = _report(per_seed, ceilings, steps)
@@ -142,7 +147,8 @@ def _load_warm_starts(paths: list[Path]) -> list[dict[str, Any]]:
         sys.exit("--warm-starts: give one file per seed")
     for path, run in zip(paths, runs, strict=True):
         curve = run["learning_curve"]
-        if curve[0]["step"] != 0 or curve[-1]["step"] != run["steps"] or METRIC not in curve[-1]:
+        ends = (curve[0], curve[-1])
+        if ends[0]["step"] != 0 or ends[1]["step"] != run["steps"] or any(METRIC not in end for end in ends):
             sys.exit(f"--warm-starts: {path} has no {METRIC} at step 0 and at its last step")
     return sorted(runs, key=lambda run: run["seed"])
 

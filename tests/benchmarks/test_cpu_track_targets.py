@@ -58,3 +58,13 @@ def test_warm_starts_of_different_schedules_or_repeated_seeds_are_refused(tmp_pa
         script._load_warm_starts([a, b])
     with pytest.raises(SystemExit, match="one file per seed"):
         script._load_warm_starts([a, c])
+
+
+def test_a_warm_start_without_the_metric_at_step_0_is_refused(tmp_path: Path) -> None:
+    script = load_script()
+    path = write_warm_start(tmp_path / "a.json", seed=0, steps=600, start=5.0, final=9.0)
+    run = json.loads(path.read_text())
+    del run["learning_curve"][0]["linear_seg/miou"]
+    path.write_text(json.dumps(run))
+    with pytest.raises(SystemExit, match="no linear_seg/miou at step 0"):
+        script._load_warm_starts([path])
