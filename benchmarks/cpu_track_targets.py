@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -138,11 +139,19 @@ def main() -> None:
         )
 
 
+def _recipe_options(run: dict[str, Any]) -> str:
+    """A warm-start run's command without the options that do not change what it trains (seed, threads)."""
+    return re.sub(r"\s+--(?:seed|threads)\s+\S+", "", run["recipe"]).strip()
+
+
 def _load_warm_starts(paths: list[Path]) -> list[dict[str, Any]]:
-    """warm_start.py provenance files, checked to be one schedule over distinct seeds."""
+    """warm_start.py provenance files, checked to be one recipe and schedule over distinct seeds."""
     runs = [json.loads(path.read_text()) for path in paths]
     if len({run["steps"] for run in runs}) > 1:  # the fingerprint names the seed too: it differs by design
         sys.exit("--warm-starts: the files mix schedules (their numbers of steps differ)")
+    recipes = sorted({_recipe_options(run) for run in runs})
+    if len(recipes) > 1:
+        sys.exit("--warm-starts: the files mix recipes (beyond --seed and --threads): " + " / ".join(recipes))
     if len({run["seed"] for run in runs}) != len(runs):
         sys.exit("--warm-starts: give one file per seed")
     for path, run in zip(paths, runs, strict=True):
@@ -172,7 +181,8 @@ def _warm_start_report(runs: list[dict[str, Any]], ceiling: list[float]) -> list
     gain, noise = final - start, max(start_std, final_std, 1e-9)
     share = gain / (top - start)
     beats, recovers = gain >= 3 and gain >= 4 * noise, share >= 0.25
-    label = f"warm_start.py, {steps} steps (seeds {seeds})"
+    overrides = _recipe_options(runs[0]).partition("warm_start.py")[2].strip()
+    label = f"warm_start.py, {steps} steps (seeds {seeds}; `{overrides}`)"
     return [
         f"| {label} vs its random init | {final:.2f} ± {final_std:.2f} vs {start:.2f} ± {start_std:.2f} | "
         f"{gain:+.2f} | {gain / noise:.1f}× | ≥ 3 points and ≥ 4× | {'yes' if beats else 'no'} |",

@@ -16,13 +16,18 @@ def load_script() -> ModuleType:
     return load_benchmark_script("cpu_track_targets.py", "cpu_track_targets")
 
 
-def write_warm_start(path: Path, *, seed: int, steps: int, start: float, final: float) -> Path:
+def write_warm_start(path: Path, *, seed: int, steps: int, start: float, final: float, lr: float = 0.002) -> Path:
     curve = [
         {"step": 0, "loss": None, "linear_seg/miou": start},
         {"step": steps // 2, "loss": 8.0, "linear_seg/miou": (start + final) / 2},
         {"step": steps, "loss": 7.5, "linear_seg/miou": final},
     ]
-    path.write_text(json.dumps({"seed": seed, "steps": steps, "fingerprint": f"f{seed}", "learning_curve": curve}))
+    recipe = (
+        f"python benchmarks/warm_start.py --config warm-start.yaml --seed {seed} --threads {seed + 1} "
+        f"--set optim.steps={steps} --set optim.lr={lr}"
+    )
+    run = {"recipe": recipe, "seed": seed, "steps": steps, "fingerprint": f"f{seed}", "learning_curve": curve}
+    path.write_text(json.dumps(run))
     return path
 
 
@@ -45,11 +50,12 @@ def test_warm_start_target_against_each_seeds_random_init_and_its_ceiling(tmp_pa
     assert measured == {600: [44.0, 45.0, 46.0], 20: [9.0]}
     # by hand: starts 4, 6, 5 (mean 5, std 1); finals 10, 11, 12 (mean 11, std 1); gain 6 = 6x the std;
     # ceiling mean 45, gap 45 - 5 = 40, share 6 / 40 = 15 %
+    assert "(seeds 0, 1, 2; `--config warm-start.yaml --set optim.steps=600 --set optim.lr=0.002`)" in lines[0]
     assert "11.00 ± 1.00 vs 5.00 ± 1.00 | +6.00 | 6.0× | ≥ 3 points and ≥ 4× | yes |" in lines[0]
     assert "supervised 45.00 ± 1.00 (3 seeds) | 15% of 40.00 | — | ≥ 25 % | no |" in lines[1]
 
 
-def test_warm_starts_of_different_schedules_or_repeated_seeds_are_refused(tmp_path: Path) -> None:
+def test_warm_starts_of_different_schedules_recipes_or_repeated_seeds_are_refused(tmp_path: Path) -> None:
     script = load_script()
     a = write_warm_start(tmp_path / "a.json", seed=0, steps=600, start=5.0, final=9.0)
     b = write_warm_start(tmp_path / "b.json", seed=1, steps=2000, start=5.0, final=9.0)
@@ -58,6 +64,9 @@ def test_warm_starts_of_different_schedules_or_repeated_seeds_are_refused(tmp_pa
         script._load_warm_starts([a, b])
     with pytest.raises(SystemExit, match="one file per seed"):
         script._load_warm_starts([a, c])
+    d = write_warm_start(tmp_path / "d.json", seed=1, steps=600, start=5.0, final=9.0, lr=0.008)
+    with pytest.raises(SystemExit, match="mix recipes"):
+        script._load_warm_starts([a, d])
 
 
 def test_a_warm_start_without_the_metric_at_step_0_is_refused(tmp_path: Path) -> None:
