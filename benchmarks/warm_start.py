@@ -36,11 +36,18 @@ DEFAULT_CONFIG = ROOT / "benchmarks" / "cpu-track" / "warm-start.yaml"
 DEFAULT_OUTPUT = ROOT / "harness" / "dssl" / "warmstarts" / "vit_cpu8-dino.pt"
 
 
-def git_commit() -> str:
-    """The repository's HEAD commit (with ``+dirty`` when the work tree differs), or ``unknown``."""
+def git_commit(config: Path) -> str:
+    """The repository's HEAD commit, or ``unknown``.
+
+    ``+dirty`` is added when the code, the registry or the run's configuration file differ from that commit (a
+    changed configuration alone changes the checkpoint).
+    """
+    paths = ["harness", "plugins", "registry.yaml"]
+    if config.resolve().is_relative_to(ROOT):
+        paths.append(str(config.resolve().relative_to(ROOT)))
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "harness", "plugins"], cwd=ROOT,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", *paths], cwd=ROOT,
                                capture_output=True, text=True, check=True)  # fmt: skip
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -105,14 +112,13 @@ def main() -> None:
         "images_per_second": round(summary.images_per_second, 1),
         "learning_curve": curve,
         "dssl_version": __version__,
-        "git_commit": git_commit(),
+        "git_commit": git_commit(args.config),
         "torch": str(torch.__version__),
         "torch_threads": torch.get_num_threads(),
         "machine": f"{os.cpu_count()} CPUs, {_cpu_model()}",
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
     checkpoint = built.objective.full_checkpoint() | {"meta": provenance}
-    args.output.parent.mkdir(parents=True, exist_ok=True)
     # Written next to its destination and renamed, so that an interrupted run never leaves half a checkpoint.
     args.output.parent.mkdir(parents=True, exist_ok=True)
     partial = args.output.with_name(args.output.name + ".partial")

@@ -201,9 +201,17 @@ cli(["bench", "--config", {config!r}])
 """
 
 
-def interrupt_in_third_step(tmp_path: Path, signum: int) -> tuple[int, str]:
-    """Run ``dssl bench`` in a child process, send it ``signum`` during its third step; exit code and stderr."""
-    config, marker = write_config(tmp_path), tmp_path / "in-step-3"
+def interrupt_in_third_step(
+    tmp_path: Path, signum: int, *, whole_group: bool = False, **changes: Any
+) -> tuple[int, str]:
+    """Run ``dssl bench`` in a child process, send it ``signum`` during its third step; exit code and stderr.
+
+    Args:
+        whole_group: Send the signal to the child's whole process group (its loader workers too), as a cluster's
+            scheduler does, instead of to the child alone.
+        changes: Top-level keys of the tiny run to replace.
+    """
+    config, marker = write_config(tmp_path, **changes), tmp_path / "in-step-3"
     env = os.environ | {"HF_HUB_OFFLINE": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "OMP_NUM_THREADS": "1"}
     child = subprocess.Popen(
         [sys.executable, "-c", SLOW_CHILD.format(marker=str(marker), config=str(config))],
@@ -212,6 +220,7 @@ def interrupt_in_third_step(tmp_path: Path, signum: int) -> tuple[int, str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=whole_group,
     )
     try:
         deadline = time.monotonic() + 120
@@ -219,7 +228,10 @@ def interrupt_in_third_step(tmp_path: Path, signum: int) -> tuple[int, str]:
             assert child.poll() is None, f"the run ended before its third step: {child.stderr.read()}"  # type: ignore[union-attr]
             assert time.monotonic() < deadline, "the run did not reach its third step"
             time.sleep(0.02)
-        child.send_signal(signum)
+        if whole_group:
+            os.killpg(child.pid, signum)
+        else:
+            child.send_signal(signum)
         _, stderr = child.communicate(timeout=120)
     finally:
         if child.poll() is None:
@@ -249,6 +261,20 @@ def test_sigterm_checkpoints_the_current_step_exits_75_and_resumes_to_the_same_n
     assert after.info.status == "FINISHED" and after.data.tags["dssl.resumed_from_step"] == "3"
     history = client(tmp_path).get_metric_history(run.info.run_id, "train/loss")
     assert sorted(m.step for m in history) == list(range(1, STEPS + 1))  # no step lost, none logged twice
+
+
+def test_sigterm_to_the_process_group_with_loader_workers_still_checkpoints_and_exits_75(tmp_path):
+    # A scheduler (SLURM's preemption, scancel) signals every process of the job: the loader workers must leave
+    # the signal to the trainer, not die of it and fail the run before the trainer can write its checkpoint.
+    optim = {"steps": STEPS, "batch_size": 2, "warmup_steps": 1, "num_workers": 2}
+    code, stderr = interrupt_in_third_step(tmp_path, signal.SIGTERM, whole_group=True, optim=optim)
+
+    assert code == 75, stderr
+    run = only_run(tmp_path)
+    assert run.info.status == "KILLED" and "dssl.error" not in run.data.tags
+    assert run.data.tags["dssl.preempted"] == "SIGTERM at step 3"
+    (last,) = (tmp_path / "runs").glob("*/*/checkpoints/last.pt")
+    assert torch.load(last, weights_only=True)["step"] == 3
 
 
 def test_ctrl_c_still_ends_the_run_killed_with_exit_130(tmp_path):

@@ -40,6 +40,19 @@ def parse_signals(names: Sequence[str], *, key: str = "preempt_signals") -> list
     return normalised
 
 
+def leave_preemption_to_the_main_process(worker_id: int) -> None:
+    """``worker_init_fn`` of every DataLoader: its worker processes ignore the preemption signals.
+
+    A scheduler signals every process of a job (SLURM's preemption, ``scancel``), loader workers included; a
+    worker killed by the signal fails the run with a DataLoader error before the trainer can finish its step and
+    write its checkpoint. The workers end with the loader (or when the main process dies) instead.
+    """
+    for name in PREEMPTION_SIGNALS:
+        number = getattr(signal, name, None)
+        if number is not None:
+            signal.signal(number, signal.SIG_IGN)
+
+
 class PreemptionGuard:
     """Installs handlers for preemption signals for the duration of a ``with`` block (main thread only).
 
