@@ -7,6 +7,7 @@ entry. ``$DSSL_REGISTRY`` points at another file (tests, private catalogues).
 from __future__ import annotations
 
 import functools
+import json
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -99,6 +100,13 @@ class WarmStart(_Strict):
     def path(self) -> Path:
         return Path(__file__).parent / self.file
 
+    def steps(self) -> int | None:
+        """Training steps its provenance (the ``.json`` beside the checkpoint) records; ``None`` without one."""
+        try:
+            return int(json.loads(self.path().with_suffix(".json").read_text())["steps"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
 
 class FirstPartyPlugin(_Strict):
     distribution: str
@@ -138,14 +146,24 @@ class Catalogue(_Strict):
     def _empty_list(cls, value: Any) -> Any:
         return [] if value is None else value  # a section holding only comments reads as None
 
-    def supervised_ceiling(self, *, backbone: str, dataset: str, steps: int) -> dict[tuple[str, str], float]:
-        """Measured supervised ceilings (:data:`SUPERVISED_CEILING` references) for a run's backbone, evaluation
-        dataset and steps: ``{(protocol id, metric): value}``."""
-        return {
-            (r.protocol, r.metric): r.value
-            for r in self.references
-            if r.method == SUPERVISED_CEILING and r.backbone == backbone and r.dataset == dataset and r.steps == steps
-        }
+    def supervised_ceiling(
+        self, *, backbone: str, dataset: str, steps: int
+    ) -> dict[tuple[str, str], tuple[float, int]]:
+        """Measured supervised ceilings (:data:`SUPERVISED_CEILING` references) for a network of ``backbone`` trained
+        ``steps`` steps in all, on ``dataset``: ``{(protocol id, metric): (value, its steps)}``.
+
+        Each is the one measured at ``steps``, else at the largest smaller step count (a lower bound of the
+        ceiling at ``steps``: measured ceilings grow with steps); none is measured at fewer steps than that.
+        """
+        found: dict[tuple[str, str], tuple[float, int]] = {}
+        for r in self.references:
+            if r.method != SUPERVISED_CEILING or r.backbone != backbone or r.dataset != dataset:
+                continue
+            if r.steps is not None and r.steps <= steps:
+                key = (r.protocol, r.metric)
+                if key not in found or r.steps > found[key][1]:
+                    found[key] = (r.value, r.steps)
+        return found
 
     def warmstart_for(self, init: str, backbone: str) -> WarmStart | None:
         """The warm start ``init`` names: ``warmstart`` (the one made for ``backbone``, if any) or

@@ -44,7 +44,7 @@ def test_warm_start_target_against_each_seeds_random_init_and_its_ceiling(tmp_pa
 
     runs = script._load_warm_starts(paths)
     measured = script._load_ceiling_rows(ceilings)
-    lines = script._warm_start_report(runs, measured[600])
+    lines = script._warm_start_report(runs, script.Ceiling(600, measured[600]))
 
     assert [run["seed"] for run in runs] == [0, 1, 2]
     assert measured == {600: [44.0, 45.0, 46.0], 20: [9.0]}
@@ -77,3 +77,28 @@ def test_a_warm_start_without_the_metric_at_step_0_is_refused(tmp_path: Path) ->
     path.write_text(json.dumps(run))
     with pytest.raises(SystemExit, match="no linear_seg/miou at step 0"):
         script._load_warm_starts([path])
+
+
+def test_a_ceiling_of_fewer_steps_bounds_the_share_and_never_says_met() -> None:
+    script = load_script()
+    exact = script._share_row("dino", 6.0, 5.0, 2200, script.Ceiling(2200, [44.0, 45.0, 46.0]))
+    assert "supervised 45.00 ± 1.00 (3 seeds) | 15% of 40.00 | — | ≥ 25 % | no |" in exact
+    # 2000 steps standing in for 2200: the ceiling is a lower bound, so 15 % is an upper bound of the share.
+    bound = script._share_row("dino", 6.0, 5.0, 2200, script.Ceiling(2000, [44.0, 45.0, 46.0]))
+    assert "| dino: share of the supervised gap at 2200 steps | supervised 45.00 ± 1.00 at 2000 steps" in bound
+    assert "≤ 15% of 40.00 | — | ≥ 25 % | no |" in bound
+    # An upper bound of 30 % does not show that 25 % is reached.
+    unknown = script._share_row("dino", 12.0, 5.0, 2200, script.Ceiling(2000, [44.0, 45.0, 46.0]))
+    assert "≤ 30% of 40.00 | — | ≥ 25 % | not known (measure the ceiling) |" in unknown
+    met = script._share_row("dino", 12.0, 5.0, 2200, script.Ceiling(2200, [44.0, 45.0, 46.0]))
+    assert met.endswith("| 30% of 40.00 | — | ≥ 25 % | yes |")
+
+
+def test_the_committed_ceilings_cover_seeds_0_to_2_at_the_tracks_step_counts() -> None:
+    script = load_script()
+    measured = script._load_ceiling_rows(script.CEILING_ROWS)
+    assert sorted(measured) == [200, 2000, 6000]
+    assert all(len(values) == 3 for values in measured.values())
+    # Each ceiling grows with steps (what lets a ceiling of fewer steps stand in as a lower bound).
+    means = [sum(measured[n]) / 3 for n in sorted(measured)]
+    assert means == sorted(means)

@@ -33,8 +33,9 @@ def test_grid_specs_load(name: str) -> None:
 
 
 def test_every_cpu_track_method_moves_its_evaluated_teacher_at_one_momentum() -> None:
-    """The CPU comparison evaluates each method's EMA teacher: one momentum (DINO's 0.996) keeps them comparable
-    (PaKA's preset once used 0.99, so its teacher moved ~2.5x further from the start in the same steps)."""
+    """The CPU comparison evaluates each method's EMA teacher: one momentum (the warm start's 0.99) keeps them
+    comparable (PaKA's preset once used 0.99 beside the others' 0.996, so its teacher moved ~2.5x further from the
+    start in the same steps). STELLAR evaluates its student; its optional teacher is off on the track."""
     from dssl.api import get_component
     from dssl.runner.build import component_options
 
@@ -44,5 +45,5 @@ def test_every_cpu_track_method_moves_its_evaluated_teacher_at_one_momentum() ->
         options = component_options(get_component("objective", objective), config.objective.options)
         momenta[objective] = getattr(options, "momentum_teacher", None)
         if objective == "stellar":  # STELLAR's option is a switch; its momentum is teacher_momentum
-            momenta[objective] = options.teacher_momentum
-    assert momenta == dict.fromkeys(momenta, 0.996)
+            momenta[objective] = options.teacher_momentum if options.momentum_teacher else 0.99
+    assert momenta == dict.fromkeys(momenta, 0.99)

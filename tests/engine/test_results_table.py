@@ -39,12 +39,13 @@ def _printed(results: RunResults) -> str:
 
 
 def test_trained_numbers_stand_beside_the_start_and_random_init() -> None:
-    text = _printed(_results())
+    config = {"backbone": {"name": "vit_cpu8"}, "dataset": {"name": "embedded"}, "optim": {"steps": 150}}
+    text = _printed(_results(config=config))
     row = next(line for line in text.splitlines() if "miou" in line)
     cells = re.split(r"\s{2,}", row.strip())
     assert cells == ["linear_seg@1", "miou ↑", "9.50", "8.25", "+1.25", "4.75"]
     assert "results on embedded" in text and "Δ vs start" in text and "random init" in text
-    assert "supervised" not in text  # no ceiling measured for this budget
+    assert "supervised" not in text  # no ceiling measured at 150 steps or fewer
 
 
 def test_the_table_fits_an_80_column_terminal() -> None:
@@ -56,8 +57,8 @@ def test_the_table_fits_an_80_column_terminal() -> None:
 
 def test_a_run_from_random_init_has_one_start_column() -> None:
     results = _results(init="init: random (no checkpoint)", baselines={"start": [_evaluation(4.75)]})
-    text = _printed(results)
-    assert "start (random init)" in text and "random init " not in text.replace("start (random init)", "")
+    table = _printed(results).split("supervised ceiling")[0]  # the ceiling's note names random init too
+    assert "start (random init)" in table and "random init " not in table.replace("start (random init)", "")
 
 
 def test_a_measured_ceiling_for_this_budget_is_shown(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -83,3 +84,48 @@ def test_a_measured_ceiling_for_this_budget_is_shown(monkeypatch: pytest.MonkeyP
 def test_without_baselines_the_table_is_the_plain_one() -> None:
     text = _printed(_results(baselines={}))
     assert "value" in text and "Δ vs start" not in text
+
+
+def _with_ceilings(monkeypatch: pytest.MonkeyPatch, *values_steps: tuple[float, int]) -> None:
+    data = load_catalogue().model_dump()
+    ceilings = [
+        {
+            "method": SUPERVISED_CEILING,
+            "backbone": "vit_cpu8",
+            "dataset": "embedded",
+            "protocol": "linear_seg@1",
+            "metric": "linear_seg/miou",
+            "value": value,
+            "steps": steps,
+            "source": "a test",
+        }
+        for value, steps in values_steps
+    ]
+    references = [r for r in data["references"] if r["method"] != SUPERVISED_CEILING]
+    catalogue = Catalogue.model_validate(data | {"references": [*references, *ceilings]})
+    monkeypatch.setattr("dssl.catalogue.load_catalogue", lambda *a, **k: catalogue)
+
+
+def test_a_run_from_the_warm_start_is_held_against_the_ceiling_of_its_total_steps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The network had the warm start's steps before this run's: a ceiling "for the same steps" counts them.
+    warm = load_catalogue().warmstart_for("warmstart", "vit_cpu8")
+    assert warm is not None and warm.steps() == 2000
+    config = {"backbone": {"name": "vit_cpu8", "init": "warmstart"}, "dataset": {"name": "embedded"}}
+    _with_ceilings(monkeypatch, (27.5, 200), (43.0, 2000), (57.5, 6000))
+
+    main_job = _printed(_results(config=config | {"optim": {"steps": 200}}))
+    assert "27.50" not in main_job and "57.50" not in main_job
+    assert "supervised ceiling, linear_seg@1 miou: 43.00" in main_job
+    assert "for 2000 steps; this network trained 2200 (2000 of its warm start + 200)" in " ".join(main_job.split())
+
+    exact = _printed(_results(config=config | {"optim": {"steps": 4000}}))
+    assert "supervised ceiling, linear_seg@1 miou: 57.50" in exact
+    assert "for as many steps as this network trained" in " ".join(exact.split())
+
+
+def test_a_start_of_unknown_training_gets_no_ceiling(monkeypatch: pytest.MonkeyPatch) -> None:
+    _with_ceilings(monkeypatch, (27.5, 200), (43.0, 2000))
+    config = {"backbone": {"name": "vit_cpu8", "init": "/data/some.pt"}, "dataset": {"name": "embedded"}}
+    assert "supervised" not in _printed(_results(config=config | {"optim": {"steps": 2000}}))

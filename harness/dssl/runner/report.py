@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from dssl.errors import DsslError
 from dssl.results import RunResults
 
 
@@ -13,6 +14,23 @@ def _signed_gain(delta: float, direction: str) -> str:
     better = delta > 0 if direction == "higher" else delta < 0
     colour = "green" if better else ("red" if delta != 0 else "default")
     return f"[{colour}]{delta:+.2f}[/{colour}]"
+
+
+def _steps_before(config: dict[str, Any]) -> int | None:
+    """Steps the run's start had already trained: 0 from random init, a warm start's own steps; ``None`` when
+    unknown (a checkpoint file, another run, timm weights), where no ceiling "for the same steps" applies."""
+    from dssl.catalogue import load_catalogue
+
+    init = str(config.get("backbone", {}).get("init", "random"))
+    if init == "random":
+        return 0
+    if init == "warmstart" or init.startswith("warmstart:"):
+        try:
+            warm = load_catalogue().warmstart_for(init, str(config.get("backbone", {}).get("name")))
+        except DsslError:
+            return None
+        return 0 if warm is None else warm.steps()  # no warm start for this backbone: it started from random init
+    return None
 
 
 def print_results(results: RunResults, console: Any) -> None:
@@ -31,13 +49,15 @@ def print_results(results: RunResults, console: Any) -> None:
         name: {f"{e.evaluator}/{m}": v.value for e in results.baselines[name] for m, v in e.metrics.items()}
         for name in baseline_names
     }
-    ceilings: dict[tuple[str, str], float] = {}
-    if baseline_names:
-        config = results.config
+    ceilings: dict[tuple[str, str], tuple[float, int]] = {}
+    config = results.config
+    steps = int(config.get("optim", {}).get("steps", 0))
+    earlier = _steps_before(config) if baseline_names else None
+    if earlier is not None:
         ceilings = load_catalogue().supervised_ceiling(
             backbone=str(config.get("backbone", {}).get("name")),
             dataset=str((config.get("eval_dataset") or config.get("dataset") or {}).get("name")),
-            steps=int(config.get("optim", {}).get("steps", 0)),
+            steps=earlier + steps,
         )
     # Fits an 80-column terminal: the evaluator is in the protocol id, the direction an arrow on the metric, and
     # the dataset in the title when every evaluation used the same one.
@@ -69,12 +89,20 @@ def print_results(results: RunResults, console: Any) -> None:
     console.print(table)
     if any(value.std is not None for e in results.evaluations for value in e.metrics.values()):
         console.print("±: std over the evaluator's own repeats (k-means restarts)")
-    for (protocol_id, metric), ceiling in sorted(ceilings.items()):
+    for (protocol_id, metric), (ceiling, ceiling_steps) in sorted(ceilings.items()):
         if any(e.protocol_id == protocol_id for e in results.evaluations):
+            total = (earlier or 0) + steps
+            budget = (
+                "for as many steps as this network trained"
+                if ceiling_steps == total
+                else f"for {ceiling_steps} steps; this network trained {total}"
+                + (f" ({earlier} of its warm start + {steps})" if earlier else "")
+                + ", and the ceiling grows with steps"
+            )
             console.print(
                 f"supervised ceiling, {protocol_id} {metric.split('/', 1)[-1]}: [bold]{ceiling:.2f}[/bold] (the same "
-                "backbone trained from random init for the same steps with the masks as labels; registry.yaml "
-                "references, benchmarks/cpu_track_targets.py)"
+                f"backbone trained from random init with the masks as labels {budget}; registry.yaml references, "
+                "benchmarks/cpu_track_targets.py)"
             )
     if results.run.output_dir:
         console.print(f"results: {Path(results.run.output_dir) / 'results.json'}")

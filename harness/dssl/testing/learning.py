@@ -10,7 +10,9 @@ segmentation probe: the evaluated backbone (DINO: the EMA teacher) and the train
 student is where a short run's learning shows: an EMA teacher moves only a few percent of the way in 40 steps
 (measured, RESULTS.md "learning margins"). The first-party learning tests (``tests/learning``) assert on its
 report with margins measured over several seeds (``benchmarks/cpu-track/learning_margins.py``); a plugin
-author can do the same.
+author can do the same. They start from the former warm start (``--set
+backbone.init=warmstart:vit_cpu8-dino-plateau``, with the former lr 0.002 and EMA momentum 0.996): on the
+committed warm start, further along DINO's curve, students first fall for some 40 steps when training restarts.
 
 Example:
     >>> report = learning_run("dino", steps=40)                                      # doctest: +SKIP
