@@ -3,9 +3,10 @@
 Usage::
 
     dssl grid benchmarks/cpu-compare.yaml             # first: the comparison grid (≤ 60 min)
-    python benchmarks/cpu_track_targets.py            # then: read its runs, train the supervised ceilings, report
-    python benchmarks/cpu_track_targets.py --warm-starts ws-s0.json ws-s1.json ws-s2.json \
-        --ceiling-rows ceilings.jsonl                 # also: warm-start runs of other schedules, one per seed
+    python benchmarks/cpu_track_targets.py            # then: read its runs and the measured ceilings, report
+    python benchmarks/cpu_track_targets.py --warm-starts benchmarks/cpu-track/warm-start-seeds/seed*.json
+                                                      # also: warm-start runs, one per seed (these: the committed
+                                                      # recipe over seeds 0-2, their provenance files)
 
 Reads the finished runs of the ``cpu-compare`` grid (experiment ``grid-cpu-compare`` of the tracking store) —
 every method post-trained from the warm start, the warm start itself and random init, 3 seeds each, scored
