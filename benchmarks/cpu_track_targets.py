@@ -165,13 +165,16 @@ class Ceiling(NamedTuple):
 
 
 def _warm_start_steps(backbone: str) -> int:
-    """Training steps of the committed warm start of ``backbone`` (its provenance ``.json``)."""
-    from dssl.catalogue import load_catalogue
+    """Training steps of the committed warm start of ``backbone`` (the first registry.yaml lists for it; its
+    provenance ``.json``)."""
+    import yaml
 
-    warm = load_catalogue().warmstart_for("warmstart", backbone)
-    if warm is None:
+    listed = yaml.safe_load((ROOT / "registry.yaml").read_text()).get("warmstarts") or {}
+    found = next((w for w in listed.values() if w["backbone"] == backbone), None)
+    if found is None:
         sys.exit(f"registry.yaml has no warm start for {backbone}")
-    return int(json.loads(warm.path().with_suffix(".json").read_text())["steps"])
+    checkpoint = ROOT / "harness" / "dssl" / found["file"]
+    return int(json.loads(checkpoint.with_suffix(".json").read_text())["steps"])
 
 
 def _share_row(label: str, gain: float, start: float, steps: int, ceiling: Ceiling) -> str:
