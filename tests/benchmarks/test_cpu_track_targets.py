@@ -102,3 +102,23 @@ def test_the_committed_ceilings_cover_seeds_0_to_2_at_the_tracks_step_counts() -
     # Each ceiling grows with steps (what lets a ceiling of fewer steps stand in as a lower bound).
     means = [sum(measured[n]) / 3 for n in sorted(measured)]
     assert means == sorted(means)
+
+
+def test_the_registry_ceilings_are_the_means_of_the_committed_measurements() -> None:
+    """registry.yaml's supervised ceilings of the CPU track (what the main job prints) are the seed means of the
+    rows committed in benchmarks/cpu-track/supervised-ceilings.jsonl, one reference per measured step count."""
+    from dssl.catalogue import SUPERVISED_CEILING, load_catalogue
+
+    rows = Path(__file__).parents[2] / "benchmarks" / "cpu-track" / "supervised-ceilings.jsonl"
+    measured = load_script()._load_ceiling_rows(rows)
+    references = {
+        r.steps: r.value
+        for r in load_catalogue().references
+        if r.method == SUPERVISED_CEILING
+        and (r.backbone, r.dataset, r.protocol) == ("vit_cpu8", "embedded", "linear_seg@1")
+        and r.metric == "linear_seg/miou"
+    }
+    assert sorted(references) == sorted(measured)
+    for steps, values in measured.items():
+        assert len(values) == 3, f"{steps} steps: {len(values)} seeds"
+        assert references[steps] == pytest.approx(sum(values) / len(values), abs=0.005), f"{steps} steps"
