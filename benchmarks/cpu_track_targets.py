@@ -104,7 +104,7 @@ def main() -> None:
     warm_starts = _load_warm_starts(args.warm_starts)
     measured = _load_ceiling_rows(args.ceiling_rows) if str(args.ceiling_rows) not in ("", ".") else {}
 
-    from dssl.api import leaderboard, resolve
+    from dssl.api import leaderboard, resolve, start_steps
 
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
     rows = {r.objective: r for r in leaderboard(tracking_uri=uri, experiment=args.experiment, metric=METRIC)}
@@ -130,7 +130,9 @@ def main() -> None:
             return Ceiling(at_steps, ceiling_at(at_steps))
         return Ceiling(max(below), measured[max(below)])
 
-    warm_steps = _warm_start_steps(main_job.backbone.name)
+    warm_steps = start_steps(backbone=main_job.backbone.name, init=main_job.backbone.init)
+    if warm_steps is None:
+        sys.exit(f"the main job starts from {main_job.backbone.init}, whose training steps are not recorded")
     totals = {"warm start": warm_steps, "dino": warm_steps + steps}
     ceilings = {
         label: [ceiling_for(total), *(Ceiling(n, ceiling_at(n)) for n in args.ceiling_steps if n != total)]
@@ -162,19 +164,6 @@ class Ceiling(NamedTuple):
 
     steps: int
     values: list[float]
-
-
-def _warm_start_steps(backbone: str) -> int:
-    """Training steps of the committed warm start of ``backbone`` (the first registry.yaml lists for it; its
-    provenance ``.json``)."""
-    import yaml
-
-    listed = yaml.safe_load((ROOT / "registry.yaml").read_text()).get("warmstarts") or {}
-    found = next((w for w in listed.values() if w["backbone"] == backbone), None)
-    if found is None:
-        sys.exit(f"registry.yaml has no warm start for {backbone}")
-    checkpoint = ROOT / "harness" / "dssl" / found["file"]
-    return int(json.loads(checkpoint.with_suffix(".json").read_text())["steps"])
 
 
 def _share_row(label: str, gain: float, start: float, steps: int, ceiling: Ceiling) -> str:

@@ -4,8 +4,9 @@ Whole commands: :func:`bench` (``dssl bench``), :func:`evaluate` (``dssl eval``)
 (``dssl leaderboard``). Their steps, for scripts that do something in between (learning curves, baselines,
 exports): :func:`resolve` a configuration, :func:`build` its components, :func:`train` them, :func:`evaluate_built`
 the frozen features, :func:`save_backbone`; :func:`run` a resolved configuration as ``dssl bench`` does;
-:func:`profile` its training steps. The registry: :func:`list_components`, :func:`get_component`. The functions that
-build components take an optional plugin ``host``; the default is the process-wide one (every installed plugin).
+:func:`profile` its training steps; :func:`start_steps` says how far a start was already trained. The registry:
+:func:`list_components`, :func:`get_component`. The functions that build components take an optional plugin
+``host``; the default is the process-wide one (every installed plugin).
 
 Example:
     >>> import dssl
@@ -45,6 +46,7 @@ __all__ = [
     "resolve",
     "run",
     "save_backbone",
+    "start_steps",
     "train",
 ]
 
@@ -213,6 +215,24 @@ def profile(
     from dssl.runner import profile_bench
 
     return profile_bench(config, host=host or get_host(), steps=steps, warmup=warmup, console=console)
+
+
+def start_steps(*, backbone: str, init: str = "warmstart") -> int | None:
+    """Training steps a ``backbone`` has already had when a run starts it from ``init`` (``--init``).
+
+    0 from ``random`` init (and from ``warmstart`` where ``backbone`` has none: it then starts at random), a
+    shipped warm start's steps as its provenance file records them, ``None`` where unknown (a checkpoint file,
+    timm weights). A network post-trained ``N`` steps from a warm start has trained ``start_steps(...) + N`` steps
+    in all: the budget its supervised ceiling is measured at.
+
+    Example:
+        >>> import dssl.api
+        >>> dssl.api.start_steps(backbone="vit_cpu8", init="random")
+        0
+    """
+    from dssl.catalogue import load_catalogue
+
+    return load_catalogue().steps_before(init=init, backbone=backbone)
 
 
 def list_components(kind: ComponentKind | None = None, *, host: PluginHost | None = None) -> list[ComponentEntry]:

@@ -184,6 +184,21 @@ class Catalogue(_Strict):
             raise ConfigError(f"--init {init} was trained for the {chosen.backbone} backbone, not {backbone}")
         return chosen
 
+    def steps_before(self, *, init: str, backbone: str) -> int | None:
+        """Training steps a ``backbone`` starting from ``init`` has already had: 0 from random init (or from
+        ``warmstart`` where ``backbone`` has none: it then starts from random init), a warm start's recorded
+        steps; ``None`` where unknown (a checkpoint file, timm weights, a warm start without provenance or an
+        invalid name), where no ceiling "for the same steps" applies."""
+        if init == "random":
+            return 0
+        if init != "warmstart" and not init.startswith("warmstart:"):
+            return None
+        try:
+            warm = self.warmstart_for(init, backbone)
+        except ConfigError:
+            return None
+        return 0 if warm is None else warm.steps()
+
     def preset_layer(self, preset: str, objective: str | None) -> dict[str, Any]:
         from dssl.config import deep_merge
 

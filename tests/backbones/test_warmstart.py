@@ -56,3 +56,17 @@ def test_warmstart_without_a_file_is_a_clear_error(monkeypatch: pytest.MonkeyPat
 def test_warm_start_path_is_inside_the_package() -> None:
     warm = WarmStart(backbone="vit_t16", file="warmstarts/x.pt", summary="s", recipe="r")
     assert warm.path().parent.parent == Path(dssl.__file__).parent
+
+
+def test_start_steps_say_how_far_a_start_was_trained(tmp_path: Path) -> None:
+    import yaml
+    from dssl.api import start_steps
+
+    recipe = yaml.safe_load((Path(__file__).parents[2] / "benchmarks/cpu-track/warm-start.yaml").read_text())
+    assert start_steps(backbone="vit_cpu8", init="warmstart") == recipe["optim"]["steps"] == 2000
+    assert start_steps(backbone="vit_cpu8", init="warmstart:vit_cpu8-dino-plateau") == 2000
+    assert start_steps(backbone="vit_cpu8", init="random") == 0
+    assert start_steps(backbone="vit_t16", init="warmstart") == 0  # none for vit_t16: it starts at random
+    assert start_steps(backbone="vit_cpu8", init=str(tmp_path / "weights.pt")) is None
+    assert start_steps(backbone="vit_cpu8", init="warmstart:no-such-start") is None
+    assert start_steps(backbone="vit_t16", init="warmstart:vit_cpu8-dino") is None  # made for another backbone

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dssl.errors import DsslError
 from dssl.results import RunResults
 
 
@@ -14,23 +13,6 @@ def _signed_gain(delta: float, direction: str) -> str:
     better = delta > 0 if direction == "higher" else delta < 0
     colour = "green" if better else ("red" if delta != 0 else "default")
     return f"[{colour}]{delta:+.2f}[/{colour}]"
-
-
-def _steps_before(config: dict[str, Any]) -> int | None:
-    """Steps the run's start had already trained: 0 from random init, a warm start's own steps; ``None`` when
-    unknown (a checkpoint file, another run, timm weights), where no ceiling "for the same steps" applies."""
-    from dssl.catalogue import load_catalogue
-
-    init = str(config.get("backbone", {}).get("init", "random"))
-    if init == "random":
-        return 0
-    if init == "warmstart" or init.startswith("warmstart:"):
-        try:
-            warm = load_catalogue().warmstart_for(init, str(config.get("backbone", {}).get("name")))
-        except DsslError:
-            return None
-        return 0 if warm is None else warm.steps()  # no warm start for this backbone: it started from random init
-    return None
 
 
 def print_results(results: RunResults, console: Any) -> None:
@@ -52,10 +34,12 @@ def print_results(results: RunResults, console: Any) -> None:
     ceilings: dict[tuple[str, str], tuple[float, int]] = {}
     config = results.config
     steps = int(config.get("optim", {}).get("steps", 0))
-    earlier = _steps_before(config) if baseline_names else None
+    backbone = str(config.get("backbone", {}).get("name"))
+    init = str(config.get("backbone", {}).get("init", "random"))
+    earlier = load_catalogue().steps_before(init=init, backbone=backbone) if baseline_names else None
     if earlier is not None:
         ceilings = load_catalogue().supervised_ceiling(
-            backbone=str(config.get("backbone", {}).get("name")),
+            backbone=backbone,
             dataset=str((config.get("eval_dataset") or config.get("dataset") or {}).get("name")),
             steps=earlier + steps,
         )
