@@ -17,10 +17,13 @@ def test_warm_start_is_the_cpu_track_from_random_init_for_longer() -> None:
     assert warm.objective.name == "dino" and warm.backbone.name == "vit_cpu8"
     assert warm.backbone.init == "random" and main_job.backbone.init == "warmstart"
     assert warm.optim.steps >= 10 * main_job.optim.steps
-    # The main job continues exactly the recipe the warm start was trained with (its head loads whole).
+    # The main job continues the recipe the warm start was trained with (its head loads whole).
     assert warm.objective.options == main_job.objective.options
     assert warm.augmentation == main_job.augmentation and warm.dataset == main_job.dataset
-    changed = {"steps", "warmup_steps"}
+    # Post-training restarts at half the warm start's peak lr: at its full lr DINO's 200 steps gained more but far
+    # less reliably over seeds (RESULTS.md, "post-training at lr 0.004"). Everything else of the optimiser is shared.
+    assert main_job.optim.lr == warm.optim.lr / 2
+    changed = {"steps", "warmup_steps", "lr"}
     assert {k: v for k, v in warm.optim.model_dump().items() if k not in changed} == {
         k: v for k, v in main_job.optim.model_dump().items() if k not in changed
     }

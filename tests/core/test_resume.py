@@ -277,6 +277,35 @@ def test_sigterm_to_the_process_group_with_loader_workers_still_checkpoints_and_
     assert torch.load(last, weights_only=True)["step"] == 3
 
 
+LEAKED_LOADER = """
+from torch.utils.data import DataLoader
+from dssl.engine.preemption import preemption_safe_worker_init
+
+loader = DataLoader(list(range(64)), batch_size=4, num_workers=2, persistent_workers=True,
+                    worker_init_fn=preemption_safe_worker_init(2))
+iterator = iter(loader)
+next(iterator)
+print("exiting with the iterator alive", flush=True)
+"""
+
+
+def test_a_process_whose_loader_workers_outlive_their_iterator_still_exits() -> None:
+    # Workers ignore SIGTERM (preemption is the trainer's), which is also how multiprocessing ends its daemonic
+    # children at interpreter exit before waiting for them: a loader iterator still alive then (the traceback of a
+    # failed run holds it; here a global) once made the process wait forever (a CI run hung after its last test).
+    started = time.monotonic()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", LEAKED_LOADER], capture_output=True, text=True, timeout=60, env=os.environ.copy()
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"the process did not exit within 60 s: {exc.stdout!r} {exc.stderr!r}")
+    assert done.returncode == 0, done.stderr
+    assert "exiting with the iterator alive" in done.stdout
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
+    assert time.monotonic() - started < 60
+
+
 def test_ctrl_c_still_ends_the_run_killed_with_exit_130(tmp_path):
     code, stderr = interrupt_in_third_step(tmp_path, signal.SIGINT)
 

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from dssl.engine.preemption import leave_preemption_to_the_main_process
+from dssl.engine.preemption import preemption_safe_worker_init
 from dssl.engine.seeding import derive_seed
 from dssl.errors import BadImageError, ConfigError
 
@@ -206,7 +206,7 @@ def training_loader(
         ),
         num_workers=num_workers,
         collate_fn=collate,
-        worker_init_fn=leave_preemption_to_the_main_process,
+        worker_init_fn=preemption_safe_worker_init(num_workers),
         pin_memory=pin_memory,
         drop_last=True,
         persistent_workers=num_workers > 0,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -45,12 +45,58 @@ def leave_preemption_to_the_main_process(worker_id: int) -> None:
 
     A scheduler signals every process of a job (SLURM's preemption, ``scancel``), loader workers included; a
     worker killed by the signal fails the run with a DataLoader error before the trainer can finish its step and
-    write its checkpoint. The workers end with the loader (or when the main process dies) instead.
+    write its checkpoint. The workers end with the loader (or when the main process dies) instead. Use it through
+    :func:`preemption_safe_worker_init`, which also ends such workers when the interpreter exits.
     """
     for name in PREEMPTION_SIGNALS:
         number = getattr(signal, name, None)
         if number is not None:
             signal.signal(number, signal.SIG_IGN)
+
+
+def preemption_safe_worker_init(num_workers: int) -> Callable[[int], None] | None:
+    """The ``worker_init_fn`` of a DataLoader with ``num_workers`` worker processes (``None`` without workers).
+
+    Its workers ignore the preemption signals (:func:`leave_preemption_to_the_main_process`), and so also the
+    SIGTERM with which ``multiprocessing`` ends its daemonic children when the interpreter exits, before it waits
+    for them: workers still alive then (a loader whose iterator outlived its run, e.g. held by the traceback of a
+    failed run) would keep the process from ever exiting. The first call therefore installs an exit handler that
+    kills the workers left over (:func:`_end_workers_left_at_exit`).
+    """
+    if num_workers <= 0:
+        return None
+    _install_exit_handler()
+    return leave_preemption_to_the_main_process
+
+
+_exit_handler_installed = False
+
+
+def _install_exit_handler() -> None:
+    global _exit_handler_installed
+    if _exit_handler_installed:
+        return
+    import atexit
+    import multiprocessing.util  # noqa: F401  registers multiprocessing's exit handler first: ours then runs before it
+
+    atexit.register(_end_workers_left_at_exit)
+    _exit_handler_installed = True
+
+
+def _end_workers_left_at_exit() -> None:
+    """Kill the daemonic children still alive at exit (loader workers, which ignore SIGTERM)."""
+    import multiprocessing
+
+    children = [child for child in multiprocessing.active_children() if child.daemon]
+    if not children:
+        return
+    # A loader whose workers are still registered raises from its SIGCHLD handler when one dies: not at exit.
+    with contextlib.suppress(ValueError):  # ValueError: not the main thread
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for child in children:
+        with contextlib.suppress(Exception):
+            child.kill()
+            child.join(timeout=5)
 
 
 class PreemptionGuard:

@@ -23,7 +23,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from dssl.data.normalize import normalize
-from dssl.engine.preemption import leave_preemption_to_the_main_process
+from dssl.engine.preemption import preemption_safe_worker_init
 from dssl.errors import ConfigError
 
 #: Normalised images ``(B, 3, H, W)`` -> frozen patch features ``(B, h, w, D)``.
@@ -330,7 +330,7 @@ def extract_dense(
         shuffle=False,
         num_workers=num_workers,
         collate_fn=_Collate(input_hw),
-        worker_init_fn=leave_preemption_to_the_main_process,
+        worker_init_fn=preemption_safe_worker_init(num_workers),
         # Its own generator: a DataLoader otherwise draws its worker base seed from the global RNG,
         # which would make an evaluation shift the caller's random stream.
         generator=torch.Generator().manual_seed(0),

@@ -15,7 +15,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from dssl.data.normalize import normalize
-from dssl.engine.preemption import leave_preemption_to_the_main_process
+from dssl.engine.preemption import preemption_safe_worker_init
 from dssl.errors import ConfigError
 from dssl.evaluators.extraction import ProgressFn, as_hw
 
@@ -89,7 +89,7 @@ def extract_image_features(
         shuffle=False,
         num_workers=num_workers,
         collate_fn=_Collate(as_hw(input_size), dataset_name),
-        worker_init_fn=leave_preemption_to_the_main_process,
+        worker_init_fn=preemption_safe_worker_init(num_workers),
         generator=torch.Generator().manual_seed(0),
     )
     feats: list[Tensor] = []
