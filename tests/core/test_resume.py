@@ -293,7 +293,6 @@ def test_a_process_whose_loader_workers_outlive_their_iterator_still_exits() -> 
     # Workers ignore SIGTERM (preemption is the trainer's), which is also how multiprocessing ends its daemonic
     # children at interpreter exit before waiting for them: a loader iterator still alive then (the traceback of a
     # failed run holds it; here a global) once made the process wait forever (a CI run hung after its last test).
-    started = time.monotonic()
     try:
         done = subprocess.run(
             [sys.executable, "-c", LEAKED_LOADER], capture_output=True, text=True, timeout=60, env=os.environ.copy()
@@ -303,7 +302,6 @@ def test_a_process_whose_loader_workers_outlive_their_iterator_still_exits() -> 
     assert done.returncode == 0, done.stderr
     assert "exiting with the iterator alive" in done.stdout
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
-    assert time.monotonic() - started < 60
 
 
 def test_ctrl_c_still_ends_the_run_killed_with_exit_130(tmp_path):

@@ -11,6 +11,7 @@ SIGINT (Ctrl-C) is never taken over: it stays ``KeyboardInterrupt``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -69,18 +70,12 @@ def preemption_safe_worker_init(num_workers: int) -> Callable[[int], None] | Non
     return leave_preemption_to_the_main_process
 
 
-_exit_handler_installed = False
-
-
+@functools.cache
 def _install_exit_handler() -> None:
-    global _exit_handler_installed
-    if _exit_handler_installed:
-        return
     import atexit
     import multiprocessing.util  # noqa: F401  registers multiprocessing's exit handler first: ours then runs before it
 
     atexit.register(_end_workers_left_at_exit)
-    _exit_handler_installed = True
 
 
 def _end_workers_left_at_exit() -> None:

@@ -36,9 +36,10 @@ def print_results(results: RunResults, console: Any) -> None:
     steps = int(config.get("optim", {}).get("steps", 0))
     backbone = str(config.get("backbone", {}).get("name"))
     init = str(config.get("backbone", {}).get("init", "random"))
-    earlier = load_catalogue().steps_before(init=init, backbone=backbone) if baseline_names else None
+    catalogue = load_catalogue()
+    earlier = catalogue.steps_before(init=init, backbone=backbone) if baseline_names else None
     if earlier is not None:
-        ceilings = load_catalogue().supervised_ceiling(
+        ceilings = catalogue.supervised_ceiling(
             backbone=backbone,
             dataset=str((config.get("eval_dataset") or config.get("dataset") or {}).get("name")),
             steps=earlier + steps,
