@@ -8,11 +8,12 @@ Usage::
                                                       # also: warm-start runs, one per seed (these: the committed
                                                       # recipe over seeds 0-2, their provenance files)
 
-Reads the finished runs of the ``cpu-compare`` grid (experiment ``grid-cpu-compare`` of the tracking store) —
-every method post-trained from the warm start, the warm start itself and random init, 3 seeds each, scored
-by ``linear_seg@1`` — and trains the supervised ceiling (``benchmarks/supervised_ceiling.py``: the same
-backbone from random init with the masks as labels) for the grid's steps and each seed. It prints, with
-mean ± std over seeds:
+Reads the finished runs of the ``cpu-compare`` grid (``--grid``, experiment ``grid-cpu-compare`` of the tracking
+store) as the grid file resolves its cells today (:func:`dssl.api.grid_leaderboard`: runs of earlier settings,
+e.g. before a preset changed, do not count) — every method post-trained from the warm start, the warm start
+itself and random init, 3 seeds each, scored by ``linear_seg@1`` — and trains the supervised ceiling
+(``benchmarks/supervised_ceiling.py``: the same backbone from random init with the masks as labels) for the
+grid's steps and each seed. It prints, with mean ± std over seeds:
 
 1. the DINO representation (the warm start, and the main job = the warm start + DINO continued) against
    random init: the gain in points, in units of the seed std, and as a share of the gap between random init
@@ -57,6 +58,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 METRIC = "linear_seg/miou"
 METHODS = ("dino", "cotap", "cotap+oaf", "paka", "udi", "stellar")
 CEILING_ROWS = ROOT / "benchmarks" / "cpu-track" / "supervised-ceilings.jsonl"
+GRID = ROOT / "benchmarks" / "cpu-compare.yaml"
 
 
 def supervised_ceiling(seeds: list[int], steps: int, lr: float) -> list[float]:
@@ -86,7 +88,8 @@ def stats(values: list[float]) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--experiment", default="grid-cpu-compare")
+    parser.add_argument("--grid", type=Path, default=GRID, help="the comparison grid's file (default: %(default)s)")
+    parser.add_argument("--experiment", default=None, help="the grid's MLflow experiment (default: its file's)")
     parser.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or ./mlflow.db")
     parser.add_argument("--ceiling-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--ceiling-steps", type=int, nargs="*", default=[], help="also at these step counts")
@@ -104,14 +107,18 @@ def main() -> None:
     warm_starts = _load_warm_starts(args.warm_starts)
     measured = _load_ceiling_rows(args.ceiling_rows) if str(args.ceiling_rows) not in ("", ".") else {}
 
-    from dssl.api import leaderboard, resolve, start_steps
+    from dssl.api import grid_leaderboard, resolve, start_steps
 
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
-    rows = {r.objective: r for r in leaderboard(tracking_uri=uri, experiment=args.experiment, metric=METRIC)}
+    board = grid_leaderboard(args.grid, tracking_uri=uri, experiment=args.experiment, metric=METRIC)
+    rows = {r.objective: r for r in board}
     needed = [*METHODS, "warm start", "random init"]
     missing = [m for m in needed if m not in rows]
     if missing:
-        sys.exit(f"{args.experiment} in {uri} has no finished {METRIC} runs for: {', '.join(missing)} (run the grid)")
+        sys.exit(
+            f"{args.grid} in {uri} has no finished {METRIC} runs for: {', '.join(missing)} as the grid resolves its "
+            f"cells today (run the grid: dssl grid {args.grid})"
+        )
     per_seed = _per_seed_values(uri, rows)
     main_job = resolve(objective="dino", sets=["tracking.enabled=false"])
     steps = main_job.optim.steps
@@ -148,7 +155,7 @@ def main() -> None:
         append_section(
             "CPU track targets (issue 16)",
             details=[
-                f"Runs of experiment `{args.experiment}` (`dssl grid benchmarks/cpu-compare.yaml`), {METRIC} "
+                f"Runs of the grid's current cells (`dssl grid {_shown(args.grid)}`), {METRIC} "
                 f"(protocol linear_seg@1) on 256 embedded val images at 64 px; supervised ceilings "
                 + (f"at {sorted(measured)} steps read from `{args.ceiling_rows}`, the others " if measured else "")
                 + f"trained here (`benchmarks/supervised_ceiling.py` logic, lr {args.lr:g}, "
@@ -157,6 +164,12 @@ def main() -> None:
             ],
             table="\n".join(lines),
         )
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when it is inside it (as a command is written), else as given."""
+    resolved = path.resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(path)
 
 
 class Ceiling(NamedTuple):

@@ -1,10 +1,11 @@
 """The Python API that mirrors the CLI, for notebooks and scripts (no subprocess needed).
 
 Whole commands: :func:`bench` (``dssl bench``), :func:`evaluate` (``dssl eval``), :func:`leaderboard`
-(``dssl leaderboard``). Their steps, for scripts that do something in between (learning curves, baselines,
-exports): :func:`resolve` a configuration, :func:`build` its components, :func:`train` them, :func:`evaluate_built`
-the frozen features, :func:`save_backbone`; :func:`run` a resolved configuration as ``dssl bench`` does;
-:func:`profile` its training steps; :func:`start_steps` says how far a start was already trained. The registry:
+(``dssl leaderboard``), :func:`grid_leaderboard` (the table ``dssl grid`` ends with). Their steps, for scripts
+that do something in between (learning curves, baselines, exports): :func:`resolve` a configuration,
+:func:`build` its components, :func:`train` them, :func:`evaluate_built` the frozen features,
+:func:`save_backbone`; :func:`run` a resolved configuration as ``dssl bench`` does; :func:`profile` its
+training steps; :func:`start_steps` says how far a start was already trained. The registry:
 :func:`list_components`, :func:`get_component`. The functions that build components take an optional plugin
 ``host``; the default is the process-wide one (every installed plugin).
 
@@ -40,6 +41,7 @@ __all__ = [
     "evaluate",
     "evaluate_built",
     "get_component",
+    "grid_leaderboard",
     "leaderboard",
     "list_components",
     "profile",
@@ -279,3 +281,52 @@ def leaderboard(
         tracking_uri=uri, experiment=experiment, metric=metric, protocol=protocol, diagnostics=diagnostics
     )
     return sort_rows(rows)
+
+
+def grid_leaderboard(
+    grid_file: str | Path,
+    *,
+    sets: Iterable[str] = (),
+    metric: str | None = None,
+    protocol: str | None = None,
+    experiment: str | None = None,
+    tracking_uri: str | None = None,
+    host: PluginHost | None = None,
+) -> list[LeaderboardRow]:
+    """The grid leaderboard of ``grid_file`` as it stands: its cells' finished runs, mean ± std over seeds, ranked.
+
+    Only the run of each cell as the grid file (and ``sets``) resolves it today counts — the table ``dssl grid``
+    prints, not :func:`leaderboard`'s, which also keeps runs of the grid's earlier settings (a preset changed
+    since, another ``--set``) as rows of their own. Rows are named by the cells' labels (``cotap+oaf``,
+    ``warm start``); cells not run yet are missing. Nothing is trained.
+
+    Args:
+        grid_file: The grid file (``dssl grid FILE``).
+        sets: ``dssl grid --set`` overrides, applied to every cell.
+        metric: Only this metric, ``"linear_seg/miou"`` or just ``"miou"``.
+        protocol: Only this protocol, ``"linear_seg"`` (every version) or ``"linear_seg@1"``.
+        experiment: The grid's MLflow experiment; default the grid file's ``experiment`` (else ``dssl``).
+        tracking_uri: Where the runs are; default ``$MLFLOW_TRACKING_URI`` or ``./mlflow.db``.
+        host: Plugin host that resolves the cells; default the process-wide one.
+
+    Raises:
+        ConfigError: The grid file is invalid or a cell does not resolve (names the cell).
+
+    Example:
+        >>> rows = dssl.api.grid_leaderboard("benchmarks/cpu-compare.yaml", metric="linear_seg/miou")  # doctest: +SKIP
+        >>> {row.objective: round(row.mean, 2) for row in rows}["warm start"]  # doctest: +SKIP
+        11.13
+    """
+    from dssl.grid.leaderboard import grid_rows
+    from dssl.grid.plan import plan_grid
+    from dssl.grid.spec import load_grid
+    from dssl.tracking.leaderboard import filter_rows, sort_rows
+    from dssl.tracking.mlflow_tracker import default_tracking_uri
+
+    spec = load_grid(Path(grid_file), sets=list(sets))
+    uri = tracking_uri or default_tracking_uri()
+    cells = plan_grid(
+        spec, host=host or get_host(), tracking_uri=uri, experiment=experiment or spec.experiment or "dssl",
+        source=grid_file,
+    )  # fmt: skip
+    return sort_rows(filter_rows(grid_rows(cells, tracking_uri=uri), metric=metric, protocol=protocol))

@@ -288,6 +288,60 @@ def test_grid_runs_children_aggregates_seeds_and_keeps_protocol_versions_apart(t
     assert "0/2 (2 failed)" in markdown
 
 
+def _fake_run_bench_by_lr(config, *, host, console=None):
+    """Stands in for dssl.runner.run_bench: kmeans_seg mIoU = 1000 x lr + seed, so settings show in the mean."""
+    from dssl.results import EvaluationResult, MetricValue
+    from dssl.runner import run_params
+    from dssl.tracking.mlflow_tracker import MlflowTracker
+
+    with MlflowTracker(
+        tracking_uri=config.tracking.uri, experiment=config.tracking.experiment, run_name=config.tracking.run_name
+    ) as tracker:
+        tracker.log_params(run_params(config))
+        value = 1000 * config.optim.lr + config.seed
+        tracker.log_evaluation(
+            EvaluationResult(
+                evaluator="kmeans_seg",
+                protocol="kmeans_seg",
+                protocol_version=1,
+                dataset="embedded",
+                metrics={"miou": MetricValue(value=value)},
+            )
+        )
+
+
+def test_grid_leaderboard_counts_only_the_cells_as_the_grid_resolves_them_today(tmp_path, monkeypatch):
+    import dssl.api
+    import dssl.runner
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(dssl.runner, "run_bench", _fake_run_bench_by_lr)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    grid = {"experiment": "changed", "base": TINY_BASE, "set": ["optim.lr=0.001"], "evaluators": ["kmeans_seg"]}
+    path = write_grid(tmp_path / "changed.yaml", **grid, objectives=["dino", "paka"], seeds=[0, 1])
+    assert invoke("grid", str(path), "--tracking-uri", uri).exit_code == 0
+    # One method's settings change (as when its preset block is edited): only its cells run again.
+    objectives = ["dino", {"name": "paka", "set": ["optim.lr=0.003"]}]
+    write_grid(path, **grid, objectives=objectives, seeds=[0, 1])
+    rerun = invoke("grid", str(path), "--tracking-uri", uri)
+    assert rerun.exit_code == 0 and rerun.output.count("skipped (done in run") == 2
+
+    rows = dssl.api.grid_leaderboard(path, metric="miou", tracking_uri=uri)
+    assert [(r.objective, round(r.mean, 2), r.n_seeds, len(r.run_ids)) for r in rows] == [
+        ("paka", 3.5, 2, 2),
+        ("dino", 1.5, 2, 2),
+    ]
+    # The experiment's leaderboard keeps the runs of the earlier settings as a row of their own.
+    everything = dssl.api.leaderboard(experiment="changed", metric="kmeans_seg/miou", tracking_uri=uri)
+    assert sorted((r.objective, round(r.mean, 2)) for r in everything) == [
+        ("dino", 1.5),
+        ("paka", 1.5),
+        ("paka", 3.5),
+    ]
+    # Settings no cell has run with yet: no rows (not the earlier runs').
+    assert dssl.api.grid_leaderboard(path, sets=["optim.lr=0.009"], tracking_uri=uri) == []
+
+
 # -- running (real training: tiny) ------------------------------------------------------------------------
 
 
