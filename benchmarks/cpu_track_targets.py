@@ -55,6 +55,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from perf._report import shown_path  # noqa: E402
+
 METRIC = "linear_seg/miou"
 METHODS = ("dino", "cotap", "cotap+oaf", "paka", "udi", "stellar")
 CEILING_ROWS = ROOT / "benchmarks" / "cpu-track" / "supervised-ceilings.jsonl"
@@ -155,7 +157,7 @@ def main() -> None:
         append_section(
             "CPU track targets (issue 16)",
             details=[
-                f"Runs of the grid's current cells (`dssl grid {_shown(args.grid)}`), {METRIC} "
+                f"Runs of the grid's current cells (`dssl grid {shown_path(args.grid)}`), {METRIC} "
                 f"(protocol linear_seg@1) on 256 embedded val images at 64 px; supervised ceilings "
                 + (f"at {sorted(measured)} steps read from `{args.ceiling_rows}`, the others " if measured else "")
                 + f"trained here (`benchmarks/supervised_ceiling.py` logic, lr {args.lr:g}, "
@@ -164,12 +166,6 @@ def main() -> None:
             ],
             table="\n".join(lines),
         )
-
-
-def _shown(path: Path) -> str:
-    """``path`` relative to the repository when it is inside it (as a command is written), else as given."""
-    resolved = path.resolve()
-    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(path)
 
 
 class Ceiling(NamedTuple):

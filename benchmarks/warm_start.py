@@ -32,6 +32,9 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from perf._report import shown_path  # noqa: E402
+
 DEFAULT_CONFIG = ROOT / "benchmarks" / "cpu-track" / "warm-start.yaml"
 DEFAULT_OUTPUT = ROOT / "harness" / "dssl" / "warmstarts" / "vit_cpu8-dino.pt"
 
@@ -101,7 +104,7 @@ def main() -> None:
     evaluate(config.optim.steps)
 
     provenance = {
-        "recipe": f"python benchmarks/warm_start.py --config {_shown(args.config)} --seed {args.seed}"
+        "recipe": f"python benchmarks/warm_start.py --config {shown_path(args.config)} --seed {args.seed}"
         + (f" --threads {args.threads}" if args.threads else "")
         + "".join(f" --set {s}" for s in args.set),
         "config": config.to_dict(),
@@ -149,17 +152,11 @@ def main() -> None:
                 f"{config.optim.steps} steps of {config.optim.batch_size} images, {summary.seconds / 60:.0f} min of "
                 f"training at {summary.images_per_second:.0f} images/s; evaluated with "
                 f"{', '.join(config.evaluators)} on {(config.eval_dataset or config.dataset).name}.",
-                f"Written to `{_shown(args.output)}` "
+                f"Written to `{shown_path(args.output)}` "
                 f"(sha256 `{provenance['sha256'][:16]}…`, git {provenance['git_commit'][:12]}).",
             ],
             table="\n".join(lines),
         )
-
-
-def _shown(path: Path) -> str:
-    """``path`` relative to the repository when inside it."""
-    resolved = path.resolve()
-    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(path)
 
 
 def _cpu_model() -> str:

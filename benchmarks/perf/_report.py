@@ -37,14 +37,15 @@ def machine_line(threads: int | None = None, device: str = "cpu") -> str:
     )
 
 
+def shown_path(path: Path) -> str:
+    """``path`` as a command from the repository root writes it: relative to the repository when inside it."""
+    resolved = path.resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(path)
+
+
 def command_line() -> str:
     """The command that ran this script, as typed from the repository root."""
-    script = Path(sys.argv[0]).resolve()
-    try:
-        shown = script.relative_to(ROOT)
-    except ValueError:
-        shown = script
-    return " ".join(["python", str(shown), *sys.argv[1:]])
+    return " ".join(["python", shown_path(Path(sys.argv[0])), *sys.argv[1:]])
 
 
 def append_section(

@@ -218,8 +218,8 @@ def test_a_cell_that_does_not_resolve_stops_the_grid_with_exit_2(tmp_path):
 # -- running (fake training: fast) ------------------------------------------------------------------------
 
 
-def _fake_run_bench(config, *, host, console=None):
-    """Stands in for dssl.runner.run_bench: one tracked run with a made-up kmeans_seg result."""
+def _fake_run_bench(config, *, host, console=None, value=lambda config: 10.0 + config.seed):
+    """Stands in for dssl.runner.run_bench: one tracked run with a made-up kmeans_seg result, ``value(config)``."""
     from dssl.results import EvaluationResult, MetricValue
     from dssl.runner import run_params
     from dssl.tracking.mlflow_tracker import MlflowTracker
@@ -237,7 +237,7 @@ def _fake_run_bench(config, *, host, console=None):
                 protocol="kmeans_seg",
                 protocol_version=2 if filtered else 1,
                 dataset="embedded",
-                metrics={"miou": MetricValue(value=10.0 + config.seed)},
+                metrics={"miou": MetricValue(value=value(config))},
             )
         )
 
@@ -288,34 +288,16 @@ def test_grid_runs_children_aggregates_seeds_and_keeps_protocol_versions_apart(t
     assert "0/2 (2 failed)" in markdown
 
 
-def _fake_run_bench_by_lr(config, *, host, console=None):
-    """Stands in for dssl.runner.run_bench: kmeans_seg mIoU = 1000 x lr + seed, so settings show in the mean."""
-    from dssl.results import EvaluationResult, MetricValue
-    from dssl.runner import run_params
-    from dssl.tracking.mlflow_tracker import MlflowTracker
-
-    with MlflowTracker(
-        tracking_uri=config.tracking.uri, experiment=config.tracking.experiment, run_name=config.tracking.run_name
-    ) as tracker:
-        tracker.log_params(run_params(config))
-        value = 1000 * config.optim.lr + config.seed
-        tracker.log_evaluation(
-            EvaluationResult(
-                evaluator="kmeans_seg",
-                protocol="kmeans_seg",
-                protocol_version=1,
-                dataset="embedded",
-                metrics={"miou": MetricValue(value=value)},
-            )
-        )
-
-
 def test_grid_leaderboard_counts_only_the_cells_as_the_grid_resolves_them_today(tmp_path, monkeypatch):
+    import functools
+
     import dssl.api
     import dssl.runner
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(dssl.runner, "run_bench", _fake_run_bench_by_lr)
+    # kmeans_seg mIoU = 1000 x lr + seed, so that a cell's settings show in its mean
+    by_lr = functools.partial(_fake_run_bench, value=lambda config: 1000 * config.optim.lr + config.seed)
+    monkeypatch.setattr(dssl.runner, "run_bench", by_lr)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     grid = {"experiment": "changed", "base": TINY_BASE, "set": ["optim.lr=0.001"], "evaluators": ["kmeans_seg"]}
     path = write_grid(tmp_path / "changed.yaml", **grid, objectives=["dino", "paka"], seeds=[0, 1])
