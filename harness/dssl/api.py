@@ -326,7 +326,6 @@ def grid_leaderboard(
     spec = load_grid(Path(grid_file), sets=list(sets))
     uri = tracking_uri or default_tracking_uri()
     cells = plan_grid(
-        spec, host=host or get_host(), tracking_uri=uri, experiment=experiment or spec.experiment or "dssl",
-        source=grid_file,
-    )  # fmt: skip
+        spec, host=host or get_host(), tracking_uri=uri, experiment=spec.experiment_name(experiment), source=grid_file
+    )
     return sort_rows(filter_rows(grid_rows(cells, tracking_uri=uri), metric=metric, protocol=protocol))

@@ -290,6 +290,7 @@ def test_grid_runs_children_aggregates_seeds_and_keeps_protocol_versions_apart(t
 
 def test_grid_leaderboard_counts_only_the_cells_as_the_grid_resolves_them_today(tmp_path, monkeypatch):
     import functools
+    import json
 
     import dssl.api
     import dssl.runner
@@ -322,6 +323,19 @@ def test_grid_leaderboard_counts_only_the_cells_as_the_grid_resolves_them_today(
     ]
     # Settings no cell has run with yet: no rows (not the earlier runs').
     assert dssl.api.grid_leaderboard(path, sets=["optim.lr=0.009"], tracking_uri=uri) == []
+
+    # The same table from the command line: dssl leaderboard --grid FILE [--set ...].
+    shown = invoke("leaderboard", "--grid", str(path), "--tracking-uri", uri, "--metric", "miou", "--format", "json")
+    assert shown.exit_code == 0, shown.output
+    assert [(r["objective"], round(r["mean"], 2)) for r in json.loads(shown.output)] == [("paka", 3.5), ("dino", 1.5)]
+    none = invoke("leaderboard", "--grid", str(path), "--set", "optim.lr=0.009", "--tracking-uri", uri)
+    assert none.exit_code == 0 and f"no finished runs of the cells of {path}" in none.output
+    for args, message in (
+        (["--set", "optim.lr=0.009"], "give the grid file with --grid"),
+        (["--grid", str(path), "--all"], "drop --diagnostics, --all and --log"),
+    ):
+        refused = CliRunner().invoke(cli, ["leaderboard", *args, "--tracking-uri", uri])
+        assert refused.exit_code == 2 and message in refused.output, refused.output
 
 
 # -- running (real training: tiny) ------------------------------------------------------------------------

@@ -99,7 +99,7 @@ def grid(
     spec = load_grid(grid_file, sets=sets)
     host = host_from_context(ctx)
     uri = tracking_uri or default_tracking_uri()
-    experiment = experiment or spec.experiment or "dssl"
+    experiment = spec.experiment_name(experiment)
     name = spec.name or "grid"
     if estimate:
         from dssl.grid.estimate import estimate_grid, render_estimate

@@ -7,7 +7,21 @@ import click
 
 @click.command()
 @click.option("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite ./mlflow.db).")
-@click.option("--experiment", help="Only this experiment (default: all).")
+@click.option("--experiment", help="Only this experiment (default: all; with --grid: the grid's).")
+@click.option(
+    "--grid",
+    "grid_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Only the cells of this grid file as it resolves them today (the table dssl grid ends with): runs of "
+    "the grid's earlier settings, which the experiment's leaderboard keeps as rows of their own, are left out.",
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="With --grid: the dssl grid --set overrides the grid was run with (repeatable).",
+)
 @click.option("--metric", help="Only this metric, e.g. linear_seg/miou.")
 @click.option("--protocol", help="Only this protocol id, e.g. linear_seg or linear_seg@1.")
 @click.option(
@@ -29,9 +43,13 @@ import click
     help="Also write each experiment's leaderboard into it, for the MLflow UI: a table and description in its run "
     "'leaderboard' and, when dssl wrote it, the experiment's description.",
 )
+@click.pass_context
 def leaderboard(
+    ctx: click.Context,
     tracking_uri: str | None,
     experiment: str | None,
+    grid_file: str | None,
+    sets: tuple[str, ...],
     metric: str | None,
     protocol: str | None,
     fmt: str,
@@ -44,20 +62,38 @@ def leaderboard(
 
     A row holds runs that differ only in the seed; rows of one method that differ in a setting show it in a
     variant column. When a seed was run again, the latest run counts and the older one is superseded.
+    With --grid FILE, only that grid's cells as it resolves them today, named by their labels.
     """
     from dssl.catalogue import load_catalogue
     from dssl.tracking.leaderboard import collect_rows, filter_rows, reference_rows, render, sort_rows
     from dssl.tracking.mlflow_tracker import default_tracking_uri
 
     uri = tracking_uri or default_tracking_uri()
-    rows = collect_rows(
-        tracking_uri=uri, experiment=experiment, metric=metric, protocol=protocol, diagnostics=diagnostics
-    )
+    if sets and grid_file is None:
+        raise click.UsageError("--set applies to a grid's cells: give the grid file with --grid")
+    if grid_file is not None:
+        if diagnostics or all_runs or log:
+            raise click.UsageError("--grid shows the grid's current cells only: drop --diagnostics, --all and --log")
+        from dssl.api import grid_leaderboard
+        from dssl.cli.context import host_from_context
+
+        rows = grid_leaderboard(
+            grid_file, sets=sets, metric=metric, protocol=protocol, experiment=experiment, tracking_uri=uri,
+            host=host_from_context(ctx),
+        )  # fmt: skip
+    else:
+        rows = collect_rows(
+            tracking_uri=uri, experiment=experiment, metric=metric, protocol=protocol, diagnostics=diagnostics
+        )
     if reference:
         references = reference_rows([r.model_dump() for r in load_catalogue().references])
         rows += filter_rows(references, metric=metric, protocol=protocol)
     if not rows:
-        click.echo(f"no finished runs with metrics in {uri}" + (f" (experiment {experiment})" if experiment else ""))
+        if grid_file is not None:
+            click.echo(f"no finished runs of the cells of {grid_file} in {uri}")
+        else:
+            where = f" (experiment {experiment})" if experiment else ""
+            click.echo(f"no finished runs with metrics in {uri}{where}")
         return
     output = render(sort_rows(rows), fmt, all_runs=all_runs)  # type: ignore[arg-type]
     if output:

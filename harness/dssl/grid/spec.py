@@ -314,6 +314,10 @@ class GridSpec(_Strict):
     #: ``dssl grid --set`` overrides: not part of the file, applied last to every cell (:meth:`with_sets`).
     _cli_sets: tuple[str, ...] = PrivateAttr(default=())
 
+    def experiment_name(self, override: str | None = None) -> str:
+        """The MLflow experiment of the grid's runs: ``override`` (``--experiment``), the file's, else ``dssl``."""
+        return override or self.experiment or "dssl"
+
     def with_sets(self, sets: list[str] | tuple[str, ...]) -> GridSpec:
         """A copy whose cells also get ``sets`` (``dssl grid --set``), after every override of the file.
 
