@@ -61,20 +61,23 @@ def dssl_register_augmentations(registry: KindRegistry) -> None:
 
 @hookimpl
 def dssl_register_datasets(registry: KindRegistry) -> None:
-    registry.add(
-        "embedded",
-        "dssl.data.embedded:build_embedded",
-        summary="Procedural scenes with per-pixel labels, generated on the fly (no download)",
-        options="dssl.data.embedded_config:EmbeddedOptions",
-        test_options={"size": 32, "num_train": 8, "num_val": 4},
-    )
-    registry.add(
-        "embedded_natural",
-        "dssl.data.embedded:build_embedded_natural",
-        summary="The embedded scenes with class-typical, variable colours (the CPU track's data), generated",
-        options="dssl.data.embedded_config:EmbeddedOptions",
-        test_options={"size": 32, "num_train": 8, "num_val": 4},
-    )
+    # Generated datasets: the CPU track's data, then variants measured against it (never ranked with it).
+    generated = {
+        "embedded": "Procedural scenes with per-pixel labels, generated on the fly (no download)",
+        "embedded_natural": "The embedded scenes with class-typical, variable colours (not the CPU track's data)",
+        "embedded_coherent": "The embedded scenes, every object of a scene of one class (a data screen, not the CPU "
+        "track's data)",
+        "embedded_coherent_mono": "embedded_coherent with one colour pair per scene (a data screen, not the CPU "
+        "track's data)",
+    }
+    for name, summary in generated.items():
+        registry.add(
+            name,
+            f"dssl.data.embedded:build_{name}",
+            summary=summary,
+            options="dssl.data.embedded_config:EmbeddedOptions",
+            test_options={"size": 32, "num_train": 8, "num_val": 4},
+        )
     # Datasets read from --data-root: `requires_data` marks them, `test_fixture` names the writer of a tiny
     # copy in the real format (dssl.data.fixtures) that tests and the conformance suite build them on.
     files = {

@@ -226,3 +226,52 @@ def test_embedded_natural_is_its_own_registered_dataset() -> None:
     build = get_host().get("dataset", "embedded_natural").load()
     dataset = build(EmbeddedOptions(size=32, num_train=4, num_val=2), split="val")
     assert dataset.palette == "natural" and len(dataset) == 2 and dataset.size == 32
+
+
+# ------------------------------------------- coherent composition and scene palette (issue 16's data screens)
+
+
+def test_coherent_scenes_keep_the_layout_and_give_every_thing_one_class() -> None:
+    mixed = EmbeddedDataset("val", size=64)
+    coherent = EmbeddedDataset("val", size=64, composition="coherent")
+    several_classes = 0
+    for index in range(32):
+        a, b = mixed.scene(index), coherent.scene(index)
+        # Same draws: the same background and object placements; an object's shape follows its new class.
+        background = (a.instances < 0) & (b.instances < 0)
+        np.testing.assert_array_equal(a.mask[background], b.mask[background])
+        assert b.instance_classes == (a.instance_classes[0],) * len(a.instance_classes)
+        visible_things = set(np.unique(b.mask).tolist()) & set(EmbeddedDataset.thing_classes)
+        assert visible_things <= {a.instance_classes[0]}
+        several_classes += len(set(a.instance_classes)) > 1
+    assert several_classes > 16  # the mixed scenes it is compared with do mix classes
+
+
+def test_scene_palette_paints_every_region_with_one_colour_pair() -> None:
+    coherent = EmbeddedDataset("val", size=64, composition="coherent")
+    mono = EmbeddedDataset("val", size=64, composition="coherent", palette="scene")
+    for index in range(16):
+        a, b = coherent.scene(index), mono.scene(index)
+        np.testing.assert_array_equal(a.mask, b.mask)
+        np.testing.assert_array_equal(a.instances, b.instances)
+        # Every pixel mixes the same two colours plus grey luminance noise, so all pixels lie in one plane of RGB
+        # (spanned by c2 - c1 and (1, 1, 1)): a third singular value near 0 (0.2-0.5 measured, from rounding and
+        # clipping), where a scene of several colour pairs spreads off any plane (3.5-45 measured on 64 scenes).
+        for scene, one_pair in ((b, True), (a, False)):
+            pixels = scene.image.reshape(-1, 3).astype(np.float64)
+            singular = np.linalg.svd(pixels - pixels.mean(axis=0), compute_uv=False) / np.sqrt(len(pixels))
+            assert (singular[2] < 1.5) == one_pair, (index, singular)
+    with pytest.raises(ValueError, match="composition"):
+        EmbeddedDataset(composition="tidy")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("name", "palette", "composition"),
+    [("embedded_coherent", "random", "coherent"), ("embedded_coherent_mono", "scene", "coherent")],
+)
+def test_data_screens_are_registered_datasets_of_their_own(name: str, palette: str, composition: str) -> None:
+    from dssl.data.embedded_config import EmbeddedOptions
+    from dssl.host import get_host
+
+    dataset = get_host().get("dataset", name).load()(EmbeddedOptions(size=32, num_train=4, num_val=2), split="val")
+    assert (dataset.palette, dataset.composition, len(dataset), dataset.size) == (palette, composition, 2, 32)

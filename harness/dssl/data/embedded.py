@@ -31,6 +31,16 @@ shapes and textures and only its hues change. A random-init ViT then already rea
 patch's colour (CPU track: 11.7 vs 4.9 linear-probe mIoU), which colour augmentation erases: the CPU track
 keeps the random palette (README, "The embedded dataset").
 
+Compositions (issue 16's data screens; neither is the CPU track's data): ``composition="coherent"`` (registered as
+``embedded_coherent``) gives every thing in a scene the class of its first thing, so that a scene is "about" one
+object class, as object-centric photographs are; ``palette="scene"`` paints every region of a scene with one
+colour pair, drawn from a stream of its own, so that regions differ only by texture and shape and no colour
+contrast can tell one scene's views apart from another's (``embedded_coherent_mono``: both). Both keep every
+draw of the random palette's mixed scene, so a given index has the same background and object placements (centre,
+size, rotation) in all four variants; only a coherent scene's shapes follow their new class. Measured on the CPU
+track's warm-start recipe (benchmarks/RESULTS.md, "CPU track data screens"): both raise the supervised ceiling more
+than they help DINO (share of the supervised gap 9.7 % and 14.6 % against 15.6 %), so neither is adopted.
+
 Determinism: image ``i`` of split ``s`` is rendered from its own
 ``numpy.random.Generator(PCG64(SeedSequence([salt, seed, split_key, i])))``, so it is the same for
 any access order, worker process or ``num_images``; the split key makes train and val distinct
@@ -351,7 +361,12 @@ def _pixel_centres(size: int) -> np.ndarray:
 
 
 def _paint_background(
-    rng: np.random.Generator, size: int, image: np.ndarray, mask: np.ndarray, palette: NaturalHues | None
+    rng: np.random.Generator,
+    size: int,
+    image: np.ndarray,
+    mask: np.ndarray,
+    palette: NaturalHues | None,
+    scene_colours: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> None:
     """Fill the whole image with one stuff region, or two split by a wavy horizon or a blob."""
     centres = _pixel_centres(size)
@@ -378,6 +393,8 @@ def _paint_background(
     for cls, region in regions:
         t = _STUFF_TEXTURES[cls](rng, ys, xs, size)
         c1, c2 = _colour_pair(rng, cls, palette)
+        if scene_colours is not None:
+            c1, c2 = scene_colours
         colour = c1 + t[..., None] * (c2 - c1)
         if region is None:
             image[...] = colour
@@ -387,20 +404,32 @@ def _paint_background(
             np.copyto(mask, cls, where=region)
 
 
-def _render_scene(rng: np.random.Generator, size: int, palette: NaturalHues | None = None) -> EmbeddedScene:
+def _render_scene(
+    rng: np.random.Generator,
+    size: int,
+    palette: NaturalHues | None = None,
+    *,
+    coherent: bool = False,
+    scene_colours: tuple[np.ndarray, np.ndarray] | None = None,
+) -> EmbeddedScene:
     """Render one scene from ``rng``; every random draw comes from it, in a fixed order.
 
     ``palette``: class-typical hues (``palette="natural"``), drawn from their own stream, or ``None`` for any hue.
+    ``coherent``: every thing takes the class of the first one (the layout draws are unchanged).
+    ``scene_colours``: one colour pair that replaces every region's own (whose draws still happen, so that the
+    layout stays that of the same index without it).
     """
     image = np.empty((size, size, 3), dtype=np.float32)
     mask = np.empty((size, size), dtype=np.int64)
     instances = np.full((size, size), -1, dtype=np.int16)
-    _paint_background(rng, size, image, mask, palette)
+    _paint_background(rng, size, image, mask, palette, scene_colours)
 
     centres = _pixel_centres(size)
     scale = size / _REF_SIZE
     n_objects = int(rng.integers(2, 6))
     classes = rng.integers(0, len(_THINGS), n_objects)
+    if coherent:
+        classes[:] = classes[0]
     drawn: list[int] = []
     for i, k in enumerate(classes):
         radius = rng.uniform(0.15, 0.5) * size / 2
@@ -408,6 +437,8 @@ def _render_scene(rng: np.random.Generator, size: int, palette: NaturalHues | No
         theta = rng.uniform(0.0, _TWO_PI)
         period = max(3.0, rng.uniform(5.0, 8.0) * scale)
         c1, c2 = _colour_pair(rng, THING_CLASSES[k], palette)
+        if scene_colours is not None:
+            c1, c2 = scene_colours
         shape_fn, texture_fn = _THINGS[k]
 
         # Work in the bounding box of the object's unit disc only: objects are small.
@@ -452,6 +483,10 @@ class EmbeddedDataset(Dataset[dict[str, torch.Tensor]]):
         num_images: Number of images ``N``; defaults to ``DEFAULT_TRAIN_IMAGES`` or
             ``DEFAULT_VAL_IMAGES``. Image ``i`` does not depend on ``N``.
         seed: Non-negative dataset seed.
+        palette: ``"random"`` (any hue per region), ``"natural"`` (class-typical hues) or ``"scene"`` (one
+            colour pair for every region of a scene); see the module docstring.
+        composition: ``"mixed"`` (each thing of any class) or ``"coherent"`` (every thing of a scene of one
+            class).
 
     Attributes:
         num_classes: Number of classes ``C`` (stuff then things).
@@ -484,7 +519,8 @@ class EmbeddedDataset(Dataset[dict[str, torch.Tensor]]):
         size: int = 96,
         num_images: int | None = None,
         seed: int = 0,
-        palette: Literal["random", "natural"] = "random",
+        palette: Literal["random", "natural", "scene"] = "random",
+        composition: Literal["mixed", "coherent"] = "mixed",
     ) -> None:
         if split not in _SPLIT_KEYS:
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
@@ -500,9 +536,12 @@ class EmbeddedDataset(Dataset[dict[str, torch.Tensor]]):
         self.size = int(size)
         self.num_images = int(num_images)
         self.seed = int(seed)
-        if palette not in ("random", "natural"):
-            raise ValueError(f"palette must be 'random' or 'natural', got {palette!r}")
+        if palette not in ("random", "natural", "scene"):
+            raise ValueError(f"palette must be 'random', 'natural' or 'scene', got {palette!r}")
+        if composition not in ("mixed", "coherent"):
+            raise ValueError(f"composition must be 'mixed' or 'coherent', got {composition!r}")
         self.palette = palette
+        self.composition = composition
 
     def __len__(self) -> int:
         return self.num_images
@@ -510,7 +549,8 @@ class EmbeddedDataset(Dataset[dict[str, torch.Tensor]]):
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(split={self.split!r}, size={self.size}, "
-            f"num_images={self.num_images}, seed={self.seed}, palette={self.palette!r})"
+            f"num_images={self.num_images}, seed={self.seed}, palette={self.palette!r}, "
+            f"composition={self.composition!r})"
         )
 
     def _check_index(self, index: int) -> int:
@@ -523,7 +563,7 @@ class EmbeddedDataset(Dataset[dict[str, torch.Tensor]]):
 
     def rng(self, index: int, *, stream: int = 0) -> np.random.Generator:
         """The generator that image ``index`` is rendered from (fresh on every call); ``stream`` 1 is the
-        natural palette's own."""
+        natural palette's own, ``stream`` 2 the scene palette's."""
         index = self._check_index(index)
         entropy = [_SALT, self.seed, _SPLIT_KEYS[self.split], index] + ([stream] if stream else [])
         return np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))
@@ -531,7 +571,10 @@ class EmbeddedDataset(Dataset[dict[str, torch.Tensor]]):
     def scene(self, index: int) -> EmbeddedScene:
         """Render image ``index`` with its instance bookkeeping (for tests, debugging and plots)."""
         palette = NaturalHues(self.rng(index, stream=1)) if self.palette == "natural" else None
-        return _render_scene(self.rng(index), self.size, palette)
+        scene_colours = _colour_pair(self.rng(index, stream=2), 0) if self.palette == "scene" else None
+        return _render_scene(
+            self.rng(index), self.size, palette, coherent=self.composition == "coherent", scene_colours=scene_colours
+        )
 
     def render(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Render image ``index`` in numpy.
@@ -569,6 +612,11 @@ class EmbeddedDataset(Dataset[dict[str, torch.Tensor]]):
         }
 
 
+def _build(options: EmbeddedOptions, split: Literal["train", "val"], **variant: str) -> EmbeddedDataset:
+    num_images = options.num_train if split == "train" else options.num_val
+    return EmbeddedDataset(split, size=options.size, num_images=num_images, seed=options.seed, **variant)  # type: ignore[arg-type]
+
+
 def build_embedded(
     options: EmbeddedOptions, *, split: Literal["train", "val"], data_root: object = None
 ) -> EmbeddedDataset:
@@ -576,13 +624,25 @@ def build_embedded(
 
     ``data_root`` is part of every dataset factory's signature; generated data ignores it.
     """
-    num_images = options.num_train if split == "train" else options.num_val
-    return EmbeddedDataset(split, size=options.size, num_images=num_images, seed=options.seed)
+    return _build(options, split)
 
 
 def build_embedded_natural(
     options: EmbeddedOptions, *, split: Literal["train", "val"], data_root: object = None
 ) -> EmbeddedDataset:
     """Factory of ``embedded_natural``: the same scenes with class-typical colours (``palette="natural"``)."""
-    num_images = options.num_train if split == "train" else options.num_val
-    return EmbeddedDataset(split, size=options.size, num_images=num_images, seed=options.seed, palette="natural")
+    return _build(options, split, palette="natural")
+
+
+def build_embedded_coherent(
+    options: EmbeddedOptions, *, split: Literal["train", "val"], data_root: object = None
+) -> EmbeddedDataset:
+    """Factory of ``embedded_coherent``: the same placements, every thing of a scene of one class."""
+    return _build(options, split, composition="coherent")
+
+
+def build_embedded_coherent_mono(
+    options: EmbeddedOptions, *, split: Literal["train", "val"], data_root: object = None
+) -> EmbeddedDataset:
+    """Factory of ``embedded_coherent_mono``: ``embedded_coherent`` with one colour pair per scene."""
+    return _build(options, split, composition="coherent", palette="scene")
