@@ -160,8 +160,7 @@ def main() -> None:
 
 
 def _cpu_model() -> str:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from machine import cpu_model
+    from machine import cpu_model  # benchmarks/ is on sys.path (top of this file)
 
     return cpu_model()
 

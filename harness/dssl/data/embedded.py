@@ -172,13 +172,18 @@ class NaturalHues:
 
 
 def _colour_pair(
-    rng: np.random.Generator, cls: int, palette: NaturalHues | None = None
+    rng: np.random.Generator,
+    cls: int,
+    palette: NaturalHues | None = None,
+    scene_colours: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Two colours of a region of class ``cls``: values at least 0.3 apart; any hue, or a class-typical one.
 
     The value gap keeps the texture visible whatever the hues (two saturated colours of equal
     brightness would blur into one under greyscale or colour-jitter augmentation). The first hue is
-    uniform, unless a ``palette`` moves it to the class's typical hue.
+    uniform, unless a ``palette`` moves it to the class's typical hue. ``scene_colours`` (the scene palette's
+    one pair) is returned instead, after the region's own draws, so that ``rng``'s stream, hence the layout,
+    stays that of the same index without it.
     """
     h1 = rng.random()
     if palette is not None:
@@ -187,6 +192,8 @@ def _colour_pair(
     h2 = (h1 + rng.uniform(0.2, 0.8)) % 1.0 if rng.random() < 0.5 else h1
     s2 = rng.uniform(0.1, 1.0)
     v2 = rng.uniform(0.05, v1 - 0.3) if v1 >= 0.65 else rng.uniform(v1 + 0.3, 1.0)
+    if scene_colours is not None:
+        return scene_colours
     return _hsv_to_rgb(h1, s1, v1), _hsv_to_rgb(h2, s2, v2)
 
 
@@ -392,9 +399,7 @@ def _paint_background(
         regions.append((second, region))
     for cls, region in regions:
         t = _STUFF_TEXTURES[cls](rng, ys, xs, size)
-        c1, c2 = _colour_pair(rng, cls, palette)
-        if scene_colours is not None:
-            c1, c2 = scene_colours
+        c1, c2 = _colour_pair(rng, cls, palette, scene_colours)
         colour = c1 + t[..., None] * (c2 - c1)
         if region is None:
             image[...] = colour
@@ -416,8 +421,7 @@ def _render_scene(
 
     ``palette``: class-typical hues (``palette="natural"``), drawn from their own stream, or ``None`` for any hue.
     ``coherent``: every thing takes the class of the first one (the layout draws are unchanged).
-    ``scene_colours``: one colour pair that replaces every region's own (whose draws still happen, so that the
-    layout stays that of the same index without it).
+    ``scene_colours``: one colour pair for every region (:func:`_colour_pair`).
     """
     image = np.empty((size, size, 3), dtype=np.float32)
     mask = np.empty((size, size), dtype=np.int64)
@@ -436,9 +440,7 @@ def _render_scene(
         cy, cx = rng.uniform(0.1, 0.9, 2) * size
         theta = rng.uniform(0.0, _TWO_PI)
         period = max(3.0, rng.uniform(5.0, 8.0) * scale)
-        c1, c2 = _colour_pair(rng, THING_CLASSES[k], palette)
-        if scene_colours is not None:
-            c1, c2 = scene_colours
+        c1, c2 = _colour_pair(rng, THING_CLASSES[k], palette, scene_colours)
         shape_fn, texture_fn = _THINGS[k]
 
         # Work in the bounding box of the object's unit disc only: objects are small.
@@ -571,6 +573,7 @@ class EmbeddedDataset(Dataset[dict[str, torch.Tensor]]):
     def scene(self, index: int) -> EmbeddedScene:
         """Render image ``index`` with its instance bookkeeping (for tests, debugging and plots)."""
         palette = NaturalHues(self.rng(index, stream=1)) if self.palette == "natural" else None
+        # The scene palette's pair: any hue, so the class passed (stuff 0) plays no part.
         scene_colours = _colour_pair(self.rng(index, stream=2), 0) if self.palette == "scene" else None
         return _render_scene(
             self.rng(index), self.size, palette, coherent=self.composition == "coherent", scene_colours=scene_colours
